@@ -1,0 +1,69 @@
+"""Every numba decision lives here: jit options, cache location, the off switch.
+
+``EEGKIT_DISABLE_JIT=1`` makes :func:`jit` return the plain Python function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+JIT_OPTIONS = {"nopython": True, "nogil": True, "cache": True}
+
+
+def jit_disabled() -> bool:
+    """True when ``EEGKIT_DISABLE_JIT`` is set to a true value."""
+    return os.environ.get("EEGKIT_DISABLE_JIT", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def cache_root() -> Path:
+    """Root folder of eegkit's numba caches (``EEGKIT_CACHE_DIR`` or ~/.cache/eegkit)."""
+    root = os.environ.get("EEGKIT_CACHE_DIR")
+    if root:
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "eegkit"
+
+
+@contextlib.contextmanager
+def cache_dir(path: Path | None):
+    """Point numba's on-disk cache at ``path`` while dispatchers are created."""
+    if path is None or jit_disabled():
+        yield
+        return
+    import numba
+
+    old = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = str(path)
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = old
+
+
+def jit(fn, cache: bool = True):
+    """Compile ``fn`` lazily with eegkit's options, or return it as is when jit is off.
+
+    Parameters
+    ----------
+    fn : callable
+        A function written in the numba-supported subset of Python/NumPy.
+    cache : bool
+        Cache the machine code on disk (keyed on the function's source file).
+
+    Returns
+    -------
+    callable
+        A numba dispatcher, or ``fn`` itself when ``EEGKIT_DISABLE_JIT`` is set.
+    """
+    if jit_disabled():
+        return fn
+    import numba
+
+    return numba.njit(**{**JIT_OPTIONS, "cache": cache})(fn)
+
+
+def is_compiled(fn) -> bool:
+    """True when ``fn`` is a numba dispatcher."""
+    return hasattr(fn, "py_func") and hasattr(fn, "signatures")
