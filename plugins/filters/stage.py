@@ -1,0 +1,160 @@
+"""IIR filters as cascades of biquads (second-order sections), streamed with carried state.
+
+Every stage designs its ``sos`` matrix in ``setup`` (plain Python, scipy) and shares one
+compiled kernel, :func:`process_sos`, which equals ``scipy.signal.sosfilt(sos, x, zi=zi)``
+and keeps its state between chunks, so filtering in chunks gives the same samples as
+filtering the whole recording at once.
+"""
+
+import numpy as np
+from scipy import signal
+
+from eegkit._errors import ParameterError
+
+
+def setup_bandpass(info, low=1.0, high=40.0, order=4):
+    """Butterworth band-pass between ``low`` and ``high`` Hz.
+
+    Parameters
+    ----------
+    info : StreamInfo
+        Input stream (a time series).
+    low, high : float
+        Band edges in Hz, ``0 < low < high < sfreq / 2``.
+    order : int
+        Butterworth order of the low-pass prototype (the band-pass has ``2 * order`` poles).
+
+    Returns
+    -------
+    tuple
+        ``(sos, zi)`` handed to :func:`process_sos`.
+    """
+    stage = "filters.bandpass"
+    _check_input(info, stage)
+    _check_order(order, stage)
+    _check_freq(low, "low", info, stage)
+    _check_freq(high, "high", info, stage)
+    if not low < high:
+        raise ParameterError(f"{stage}: 'low' ({low} Hz) must be below 'high' ({high} Hz)")
+    sos = signal.butter(order, [low, high], btype="bandpass", fs=info.sfreq, output="sos")
+    return _state(sos, info)
+
+
+def setup_highpass(info, cutoff=1.0, order=4):
+    """Butterworth high-pass at ``cutoff`` Hz (see :func:`setup_bandpass`)."""
+    stage = "filters.highpass"
+    _check_input(info, stage)
+    _check_order(order, stage)
+    _check_freq(cutoff, "cutoff", info, stage)
+    sos = signal.butter(order, cutoff, btype="highpass", fs=info.sfreq, output="sos")
+    return _state(sos, info)
+
+
+def setup_lowpass(info, cutoff=40.0, order=4):
+    """Butterworth low-pass at ``cutoff`` Hz (see :func:`setup_bandpass`)."""
+    stage = "filters.lowpass"
+    _check_input(info, stage)
+    _check_order(order, stage)
+    _check_freq(cutoff, "cutoff", info, stage)
+    sos = signal.butter(order, cutoff, btype="lowpass", fs=info.sfreq, output="sos")
+    return _state(sos, info)
+
+
+def setup_notch(info, freq=50.0, q=30.0, harmonics=1):
+    """Notch (band-stop) at ``freq`` and its first ``harmonics`` multiples below Nyquist.
+
+    Parameters
+    ----------
+    info : StreamInfo
+        Input stream (a time series).
+    freq : float
+        Line frequency in Hz, below Nyquist.
+    q : float
+        Quality factor of each notch (``freq / bandwidth``), as in ``scipy.signal.iirnotch``.
+    harmonics : int
+        Number of notches: at ``freq, 2 * freq, ..., harmonics * freq``; those at or above
+        Nyquist are left out.
+
+    Returns
+    -------
+    tuple
+        ``(sos, zi)``: one ``iirnotch`` section per notch, in increasing frequency.
+    """
+    stage = "filters.notch"
+    _check_input(info, stage)
+    _check_freq(freq, "freq", info, stage)
+    if not q > 0:
+        raise ParameterError(f"{stage}: 'q' must be > 0, got {q!r}")
+    if int(harmonics) != harmonics or harmonics < 1:
+        raise ParameterError(f"{stage}: 'harmonics' must be an integer >= 1, got {harmonics!r}")
+    nyquist = info.sfreq / 2.0
+    sections = []
+    for k in range(1, int(harmonics) + 1):
+        f = k * freq
+        if f >= nyquist:
+            break
+        b, a = signal.iirnotch(f, q, fs=info.sfreq)
+        sections.append(signal.tf2sos(b, a))
+    return _state(np.concatenate(sections, axis=0), info)
+
+
+def process_sos(x, sos, zi):
+    """Filter ``x`` in place through the biquad cascade ``sos``, updating ``zi``.
+
+    Direct form II transposed, the recursion of ``scipy.signal.sosfilt``. Each sample
+    runs through every section in float64 before it is stored, so a float32 block is
+    rounded once per sample, and the state ``zi`` (float64) carries full precision
+    from one chunk to the next.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_channels, n_samples)
+        Block, filtered in place (float64 or float32).
+    sos : ndarray, shape (n_sections, 6)
+        Second-order sections ``[b0, b1, b2, 1, a1, a2]``.
+    zi : ndarray, shape (n_sections, n_channels, 2)
+        Filter state (float64), updated in place.
+    """
+    n_channels, n_samples = x.shape
+    n_sections = sos.shape[0]
+    for c in range(n_channels):
+        for t in range(n_samples):
+            v = np.float64(x[c, t])
+            for s in range(n_sections):
+                y = sos[s, 0] * v + zi[s, c, 0]
+                zi[s, c, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, c, 1]
+                zi[s, c, 1] = sos[s, 2] * v - sos[s, 5] * y
+                v = y
+            x[c, t] = v
+
+
+def _state(sos, info):
+    """Normalised sections and zero state for ``info.n_channels`` channels."""
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    # sosfilt requires a0 == 1; tf2sos/butter give it, but divide anyway so any design works
+    sos = np.ascontiguousarray(sos / sos[:, 3:4])
+    zi = np.zeros((sos.shape[0], info.n_channels, 2), dtype=np.float64)
+    return sos, zi
+
+
+def _check_input(info, stage):
+    """Filters run on time series only."""
+    if info.kind != "timeseries":
+        raise ParameterError(f"{stage}: input must be a timeseries stream, got a {info.kind!r} "
+                             f"stream; place the filter before spectrum or feature stages")
+
+
+def _check_order(order, stage):
+    """Order is a positive integer."""
+    if int(order) != order or order < 1:
+        raise ParameterError(f"{stage}: 'order' must be an integer >= 1, got {order!r}")
+
+
+def _check_freq(value, name, info, stage):
+    """A frequency strictly between 0 and Nyquist."""
+    nyquist = info.sfreq / 2.0
+    if not value > 0:
+        raise ParameterError(f"{stage}: '{name}' must be > 0 Hz, got {value!r}")
+    if not value < nyquist:
+        raise ParameterError(f"{stage}: '{name}' = {float(value)} Hz must be below Nyquist "
+                             f"({nyquist} Hz) for sfreq {info.sfreq}")

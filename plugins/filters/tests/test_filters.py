@@ -1,0 +1,177 @@
+"""filters: the compiled biquad kernel against scipy.signal.sosfilt, whole and chunked."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import signal
+
+from eegkit._errors import ParameterError
+from eegkit._info import StreamInfo
+from eegkit._numba import cache_dir, is_compiled, jit
+
+STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
+SFREQ = 250.0
+CHUNKS = [1, 7, 32, [5, 1, 64, 13, 2, 100, 31, 3]]
+# (setup function, params) for every stage of the plugin
+DESIGNS = {
+    "bandpass": ("setup_bandpass", {"low": 1.0, "high": 40.0, "order": 4}),
+    "highpass": ("setup_highpass", {"cutoff": 0.5, "order": 2}),
+    "lowpass": ("setup_lowpass", {"cutoff": 30.0, "order": 6}),
+    "notch": ("setup_notch", {"freq": 50.0, "q": 30.0, "harmonics": 3}),
+}
+
+
+def load_stage(name):
+    """Import stage.py under a stable module name (numba's cache re-imports it by name)."""
+    spec = importlib.util.spec_from_file_location(name, STAGE_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def stage(pytestconfig, tmp_path_factory):
+    """The plugin module with ``process_sos`` compiled as the host compiles it."""
+    try:
+        where = pytestconfig.cache.mkdir("eegkit-numba")
+    except AttributeError:  # cache provider disabled
+        where = tmp_path_factory.mktemp("numba")
+    with cache_dir(Path(where)):
+        module = load_stage("_eegkit_test_filters_stage")
+        module.kernel = jit(module.process_sos)
+    return module
+
+
+def info(n_channels=8, dtype="float64"):
+    return StreamInfo(SFREQ, [f"EEG{i:02d}" for i in range(n_channels)], dtype=dtype)
+
+
+def eeg(n_channels=8, seconds=3.0, seed=0, dtype=np.float64):
+    """Noise plus alpha and line-noise sines, in volts."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SFREQ)) / SFREQ
+    x = 10e-6 * rng.standard_normal((n_channels, t.size))
+    x += 20e-6 * np.sin(2 * np.pi * 10.0 * t) + 5e-6 * np.sin(2 * np.pi * 50.0 * t)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def design(stage, name, n_channels=8, dtype="float64"):
+    setup, params = DESIGNS[name]
+    return getattr(stage, setup)(info(n_channels, dtype), **params)
+
+
+def run_chunks(kernel, x, state, sizes):
+    """Push ``x`` through ``kernel`` in chunks; ``sizes`` is an int or a cycled list."""
+    sizes = [sizes] if isinstance(sizes, int) else sizes
+    out, start, i = [], 0, 0
+    while start < x.shape[1]:
+        block = np.ascontiguousarray(x[:, start:start + sizes[i % len(sizes)]])
+        kernel(block, *state)
+        out.append(block)
+        start += block.shape[1]
+        i += 1
+    return np.concatenate(out, axis=1)
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_whole_array_matches_sosfilt(stage, name):
+    sos, zi = design(stage, name)
+    x = eeg()
+    ref, ref_zf = signal.sosfilt(sos, x, zi=zi.copy())
+    y = x.copy()
+    assert stage.kernel(y, sos, zi) is None
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(zi, ref_zf, rtol=1e-10, atol=1e-10 * scale)
+
+
+@pytest.mark.parametrize("sizes", CHUNKS, ids=str)
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_chunked_equals_whole(stage, name, sizes):
+    x = eeg(seed=1)
+    sos, zi_whole = design(stage, name)
+    whole = x.copy()
+    stage.kernel(whole, sos, zi_whole)
+    _, zi = design(stage, name)
+    chunked = run_chunks(stage.kernel, x, (sos, zi), sizes)
+    # same recursion on the same samples: bit-identical, state included
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_array_equal(zi, zi_whole)
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_float32_within_one_rounding_of_scipy(stage, name):
+    """float32 blocks: float64 state and arithmetic, one rounding per output sample."""
+    x = eeg(seed=2, dtype=np.float32)
+    sos, zi = design(stage, name, dtype="float32")
+    ref, _ = signal.sosfilt(sos, x.astype(np.float64), zi=zi.copy())
+    y = x.copy()
+    stage.kernel(y, sos, zi)
+    assert y.dtype == np.float32
+    # a float32 rounding is at most half an ulp: 2**-24 relative
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(y, ref, rtol=2.0**-24, atol=1e-12 * scale)
+    _, zi = design(stage, name, dtype="float32")
+    chunked = run_chunks(stage.kernel, x, (sos, zi), [7, 1, 32, 3])
+    np.testing.assert_array_equal(chunked, y)
+
+
+def test_designs_are_butterworth_and_notches(stage):
+    sos, zi = stage.setup_bandpass(info(4), low=2.0, high=30.0, order=3)
+    np.testing.assert_allclose(sos, signal.butter(3, [2.0, 30.0], "bandpass", fs=SFREQ, output="sos"))
+    assert zi.shape == (3, 4, 2) and zi.dtype == np.float64 and not zi.any()
+    # 50 Hz harmonics below Nyquist (125 Hz) are 50 and 100: the third one is left out
+    sos, zi = stage.setup_notch(info(2), freq=50.0, q=25.0, harmonics=3)
+    expected = [signal.tf2sos(*signal.iirnotch(f, 25.0, fs=SFREQ)) for f in (50.0, 100.0)]
+    np.testing.assert_allclose(sos, np.concatenate(expected))
+    assert zi.shape == (2, 2, 2)
+
+
+def test_notch_removes_line_noise(stage):
+    t = np.arange(int(8 * SFREQ)) / SFREQ
+    x = np.vstack([np.sin(2 * np.pi * 50.0 * t), np.sin(2 * np.pi * 100.0 * t),
+                   np.sin(2 * np.pi * 10.0 * t)])
+    sos, zi = stage.setup_notch(info(3), freq=50.0, q=30.0, harmonics=2)
+    stage.kernel(x, sos, zi)
+    tail = x[:, -int(2 * SFREQ):]  # after the notches have settled
+    assert np.abs(tail[0]).max() < 1e-3 and np.abs(tail[1]).max() < 1e-3
+    assert np.abs(tail[2]).max() > 0.99
+
+
+@pytest.mark.parametrize("setup, params, message", [
+    ("setup_bandpass", {"low": 1.0, "high": 130.0},
+     "filters.bandpass: 'high' = 130.0 Hz must be below Nyquist (125.0 Hz) for sfreq 250.0"),
+    ("setup_bandpass", {"low": 40.0, "high": 10.0}, "'low' (40.0 Hz) must be below 'high' (10.0 Hz)"),
+    ("setup_bandpass", {"low": 0.0, "high": 10.0}, "'low' must be > 0 Hz, got 0.0"),
+    ("setup_bandpass", {"low": 1.0, "high": 10.0, "order": 0}, "'order' must be an integer >= 1"),
+    ("setup_highpass", {"cutoff": 125.0}, "filters.highpass: 'cutoff' = 125.0 Hz must be below Nyquist"),
+    ("setup_lowpass", {"cutoff": -3.0}, "filters.lowpass: 'cutoff' must be > 0 Hz, got -3.0"),
+    ("setup_notch", {"freq": 200.0}, "filters.notch: 'freq' = 200.0 Hz must be below Nyquist"),
+    ("setup_notch", {"q": 0.0}, "filters.notch: 'q' must be > 0, got 0.0"),
+])
+def test_bad_parameters_name_the_culprit(stage, setup, params, message):
+    with pytest.raises(ParameterError) as err:
+        getattr(stage, setup)(info(), **params)
+    assert message in str(err.value)
+
+
+def test_rejects_spectrum_input(stage):
+    spectrum = info(2).expand("spectrum", ["1", "2"], [1.0, 2.0], sfreq=SFREQ / 32)
+    with pytest.raises(ParameterError, match="input must be a timeseries stream"):
+        stage.setup_lowpass(spectrum)
+
+
+def test_plain_python_when_jit_disabled(monkeypatch):
+    monkeypatch.setenv("EEGKIT_DISABLE_JIT", "1")
+    module = load_stage("_eegkit_test_filters_stage_nojit")
+    kernel = jit(module.process_sos)
+    assert not is_compiled(kernel)
+    x = eeg(n_channels=2, seconds=0.4)
+    sos, zi = module.setup_bandpass(info(2), low=1.0, high=40.0)
+    ref, _ = signal.sosfilt(sos, x, zi=zi.copy())
+    chunked = run_chunks(kernel, x, (sos, zi), [7, 1, 32])
+    np.testing.assert_allclose(chunked, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
