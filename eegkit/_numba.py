@@ -9,7 +9,7 @@ import contextlib
 import os
 from pathlib import Path
 
-JIT_OPTIONS = {"nopython": True, "nogil": True, "cache": True}
+JIT_OPTIONS = {"nogil": True, "cache": True}  # njit is nopython already
 
 
 def jit_disabled() -> bool:

@@ -1,0 +1,234 @@
+"""Pipeline JSON: versioned export, and a load that validates everything first.
+
+Loading never imports or runs anything named by the document: stage types are
+looked up among discovered plugins, and only their manifests' modules are imported.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+from ._errors import ParameterError, PipelineError
+from .plugin import default_manager, validate_params
+
+FORMAT = 1
+TOP_KEYS = ("eegkit_pipeline", "name", "description", "source", "stages", "sinks")
+STAGE_KEYS = ("id", "type", "input", "params", "plugin_version")
+SINK_KEYS = ("type", "input", "params")
+ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class PluginVersionWarning(UserWarning):
+    """The installed plugin's version differs from the one a pipeline was saved with."""
+
+
+def pipeline_to_dict(pipeline) -> dict:
+    """Document of a pipeline (format 1)."""
+    stages = []
+    for s in pipeline.stages:
+        stages.append({"id": s.id, "type": s.type, "input": s.input,
+                       "params": _plain(s.params), "plugin_version": s.code.manifest.version})
+    doc = {"eegkit_pipeline": FORMAT, "source": pipeline.source_spec, "stages": stages}
+    if pipeline._sinks:
+        doc["sinks"] = [dict(spec) for spec, _ in pipeline._sinks]
+    return doc
+
+
+def _plain(params):
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+
+
+def dump(doc: dict, path=None) -> str:
+    """JSON text of ``doc``, also written to ``path`` when given."""
+    text = json.dumps(doc, indent=2) + "\n"
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def load(path_or_text):
+    """Parse a pipeline file (or text): return ``(document, where)``."""
+    if isinstance(path_or_text, (str, Path)) and not str(path_or_text).lstrip().startswith("{"):
+        path = Path(path_or_text)
+        where = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PipelineError(f"{where}: no such pipeline file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PipelineError(f"{where}: cannot read: {exc}") from None
+    else:
+        text, where = str(path_or_text), "pipeline JSON"
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PipelineError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                            f"{exc.msg}") from None
+    except RecursionError:
+        raise PipelineError(f"{where}: invalid JSON: nested too deeply") from None
+    return doc, where
+
+
+def validate(doc, plugins=None, where: str = "pipeline") -> list:
+    """Check a whole document before anything is built.
+
+    Returns
+    -------
+    list of str
+        Warnings (plugin version drift). Errors raise PipelineError or ParameterError
+        naming the stage id and the field.
+    """
+    plugins = plugins or default_manager()
+    if not isinstance(doc, dict):
+        raise PipelineError(f"{where}: expected a JSON object at the top level, got {_kind(doc)}")
+    _keys(doc, TOP_KEYS, where)
+    version = doc.get("eegkit_pipeline")
+    if version is None:
+        raise PipelineError(f"{where}: missing \"eegkit_pipeline\": {FORMAT} (the format version); "
+                            f"is this an eegkit pipeline file?")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PipelineError(f"{where}: \"eegkit_pipeline\" must be the integer {FORMAT}, got {version!r}")
+    if version != FORMAT:
+        newer = " (written by a newer eegkit)" if version > FORMAT else ""
+        raise PipelineError(f"{where}: pipeline format {version}{newer}; this eegkit reads format {FORMAT}")
+    for key in ("name", "description"):
+        if key in doc and not isinstance(doc[key], str):
+            raise PipelineError(f"{where}: \"{key}\" must be a string, got {_kind(doc[key])}")
+    source = doc.get("source")
+    if source is not None:
+        from .sources import source_class
+
+        if not isinstance(source, dict) or not isinstance(source.get("type"), str):
+            raise PipelineError(f"{where}: source: expected {{\"type\": ..., \"params\": {{...}}}}, "
+                                f"got {_kind(source)}")
+        _keys(source, ("type", "params"), f"{where}: source")
+        source_class(source["type"])
+        if not isinstance(source.get("params", {}), dict):
+            raise PipelineError(f"{where}: source.params must be an object, got {_kind(source['params'])}")
+    stages = doc.get("stages")
+    if not isinstance(stages, list):
+        raise PipelineError(f"{where}: \"stages\" must be a list of stage objects, got {_kind(stages)}")
+    warnings_out, ids = [], ["source"]
+    for i, stage in enumerate(stages):
+        warnings_out += _validate_stage(stage, i, ids, plugins, where)
+    sinks = doc.get("sinks", [])
+    if not isinstance(sinks, list):
+        raise PipelineError(f"{where}: \"sinks\" must be a list, got {_kind(sinks)}")
+    for i, sink in enumerate(sinks):
+        _validate_sink(sink, i, ids, where)
+    return warnings_out
+
+
+def _validate_stage(stage, i, ids, plugins, where):
+    label = f"{where}: stages[{i}]"
+    if not isinstance(stage, dict):
+        raise PipelineError(f"{label}: expected an object with \"id\" and \"type\", got {_kind(stage)}")
+    sid = stage.get("id")
+    if not isinstance(sid, str) or not ID_RE.match(sid) or sid == "source":
+        raise PipelineError(f"{label}: \"id\" must be a name of letters, digits, '_' or '-' "
+                            f"other than 'source', got {sid!r}")
+    label = f"{where}: stage '{sid}'"
+    if sid in ids:
+        raise PipelineError(f"{label}: id '{sid}' is used twice")
+    _keys(stage, STAGE_KEYS, label)
+    stype = stage.get("type")
+    if not isinstance(stype, str):
+        raise PipelineError(f"{label}: \"type\" must be a string like \"filters.bandpass\", got {stype!r}")
+    record, spec = plugins.spec(stype, label)
+    inp = stage.get("input", ids[-1])
+    if not isinstance(inp, str) or inp not in ids:
+        raise PipelineError(f"{label}: \"input\" must be 'source' or the id of an earlier stage "
+                            f"({', '.join(ids)}), got {inp!r}")
+    params = stage.get("params", {})
+    if not isinstance(params, dict):
+        raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(params)}")
+    validate_params(spec.params, params, f"{label} ({stype})")
+    ids.append(sid)
+    wanted = stage.get("plugin_version")
+    if wanted is None:
+        return []
+    if not isinstance(wanted, str):
+        raise PipelineError(f"{label}: \"plugin_version\" must be a string, got {wanted!r}")
+    return _check_version(record.manifest, wanted, label)
+
+
+def _check_version(manifest, wanted, label):
+    have = manifest.version
+    if have == wanted:
+        return []
+    h, w = _version_tuple(have), _version_tuple(wanted)
+    compatible = h[0] == w[0] and (h[0] > 0 or h[1] == w[1]) and h >= w
+    if not compatible:
+        raise PipelineError(f"{label}: saved with plugin '{manifest.name}' version {wanted}, but "
+                            f"version {have} is installed ({manifest.path}); these versions are "
+                            f"not compatible. Install plugin '{manifest.name}' {wanted}.")
+    return [f"{label}: saved with plugin '{manifest.name}' {wanted}, running with {have}"]
+
+
+def _version_tuple(text):
+    nums = re.findall(r"\d+", text)[:3]
+    return tuple(int(n) for n in nums) + (0,) * (3 - len(nums))
+
+
+def _validate_sink(sink, i, ids, where):
+    from .sinks import sink_class
+
+    label = f"{where}: sinks[{i}]"
+    if not isinstance(sink, dict):
+        raise PipelineError(f"{label}: expected an object with \"type\" and \"input\", got {_kind(sink)}")
+    _keys(sink, SINK_KEYS, label)
+    if not isinstance(sink.get("type"), str):
+        raise PipelineError(f"{label}: \"type\" must be a string, got {sink.get('type')!r}")
+    sink_class(sink["type"])
+    if sink.get("input") not in ids:
+        raise PipelineError(f"{label}: \"input\" must be 'source' or a stage id "
+                            f"({', '.join(ids)}), got {sink.get('input')!r}")
+    if not isinstance(sink.get("params", {}), dict):
+        raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(sink['params'])}")
+
+
+def pipeline_from_dict(cls, doc, plugins=None, where="pipeline"):
+    """Validate ``doc`` completely, then build the pipeline."""
+    plugins = plugins or default_manager()
+    for text in validate(doc, plugins, where):
+        warnings.warn(text, PluginVersionWarning, stacklevel=3)
+    try:
+        pipeline = cls(source=doc.get("source"), plugins=plugins)
+    except (ParameterError, PipelineError) as exc:
+        raise type(exc)(f"{where}: source: {exc}") from None
+    for stage in doc["stages"]:
+        pipeline.add(stage["type"], id=stage["id"], input=stage.get("input"),
+                     **stage.get("params", {}))
+    for sink in doc.get("sinks", []):
+        try:
+            pipeline.add_sink(sink["type"], sink["input"], **sink.get("params", {}))
+        except (ParameterError, PipelineError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+    return pipeline
+
+
+def _keys(obj, allowed, label):
+    unknown = [k for k in obj if k not in allowed]
+    if unknown:
+        import difflib
+
+        hint = "".join(f" Did you mean '{h[0]}' for '{k}'?" for k in unknown
+                       if (h := difflib.get_close_matches(str(k), allowed, n=1)))
+        raise PipelineError(f"{label}: unknown key(s) {unknown}; allowed are "
+                            f"{', '.join(allowed)}.{hint}")
+
+
+def _kind(value):
+    return f"{type(value).__name__} {json.dumps(value)[:60] if _jsonable(value) else repr(value)[:60]}"
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,458 @@
+"""Pipeline: a DAG of stages fed by one source, run offline or chunk by chunk."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ._errors import ParameterError, PipelineError
+from ._info import StreamInfo
+from ._stage import Stage
+from .plugin import default_manager
+from .sources import Source, make_source
+
+SOURCE_ID = "source"
+OFFLINE_BLOCK = 65536
+
+
+class Pipeline:
+    """Stages from plugins, chained into a DAG and fed by a source.
+
+    Parameters
+    ----------
+    source : Source or dict, optional
+        Where samples come from when the pipeline runs by itself (:meth:`run`,
+        ``eegkit run``): a Source, or a spec ``{"type": "synthetic", "params": {...}}``.
+        Default: the built-in synthetic EEG.
+    plugins : PluginManager, optional
+        Where stage types are looked up (default: the process-wide manager).
+
+    Examples
+    --------
+    >>> p = Pipeline()
+    >>> p.add("filters.bandpass", id="bp", low=1.0, high=40.0)  # doctest: +SKIP
+    >>> out = p.process(x, sfreq=250.0)                         # doctest: +SKIP
+    >>> out["bp"].shape                                         # doctest: +SKIP
+    """
+
+    def __init__(self, source=None, plugins=None):
+        self.plugins = plugins or default_manager()
+        self.source_spec = None
+        self._source = None
+        self.set_source(source)
+        self._stages = {}
+        self._sinks = []
+        self._info = None
+        self._lock = threading.RLock()
+        self._changed = False
+        self._plan = []
+        self.first_sample = 0
+
+    # -- building ----------------------------------------------------------------
+    def set_source(self, source) -> None:
+        """Set the source used by :meth:`run` (a Source, a spec dict, or None)."""
+        if source is None:
+            self._source, self.source_spec = None, None
+        elif isinstance(source, Source):
+            self._source = source
+            try:
+                self.source_spec = source.to_spec()
+            except PipelineError:
+                self.source_spec = None
+        elif isinstance(source, dict):
+            self._source, self.source_spec = None, dict(source)
+            make_source(self.source_spec).close()  # validate now, not at run time
+        else:
+            raise PipelineError(f"source must be a Source or a spec dict, got {type(source).__name__}")
+
+    @property
+    def source(self) -> Source:
+        """The pipeline's source (built from its spec on first use)."""
+        if self._source is None:
+            spec = self.source_spec or {"type": "synthetic", "params": {}}
+            self._source = make_source(spec)
+        return self._source
+
+    def add(self, type: str, id: str | None = None, input: str | None = None,
+            **params) -> Stage:
+        """Add a stage.
+
+        Parameters
+        ----------
+        type : str
+            Stage type, ``"<plugin>.<stage>"`` (see ``eegkit plugins list``).
+        id : str, optional
+            Unique id (default: derived from the type).
+        input : str, optional
+            Id of an earlier stage, or ``"source"``. Default: the last stage added.
+        **params
+            Stage parameters, checked against the plugin's declarations.
+
+        Returns
+        -------
+        Stage
+        """
+        with self._lock:
+            id = self._new_id(type, id)
+            where = f"stage '{id}' ({type})"
+            if input is None:
+                input = next(reversed(self._stages), SOURCE_ID)
+            self._check_input(input, where)
+            code = self.plugins.load(type, where)
+            stage = Stage(code, id=id, input=input, params=params)
+            stage.on_change = self._mark_changed
+            self._stages[id] = stage
+            if self._info is not None:
+                self.open(self._info)
+            return stage
+
+    def remove(self, id: str) -> None:
+        """Remove a stage; stages that took it as input now take its input."""
+        with self._lock:
+            stage = self[id]
+            del self._stages[id]
+            for other in self._stages.values():
+                if other.input == id:
+                    other.input = stage.input
+            self._sinks = [s for s in self._sinks if s[0]["input"] != id]
+            if self._info is not None:
+                self.open(self._info)
+
+    def add_sink(self, type: str, input: str, **params) -> None:
+        """Send the output of stage ``input`` (or ``"source"``) to a sink while running
+        (:meth:`run`, ``eegkit run``). Types: npz, record, lsl, features."""
+        from .sinks import make_sink
+
+        self._check_input(input, f"sink '{type}'")
+        make_sink(type, params, f"sink '{type}' on '{input}'")  # validate now
+        self._sinks.append(({"type": type, "input": input, "params": dict(params)}, None))
+
+    def _new_id(self, type, id):
+        if id is None:
+            base = str(type).rsplit(".", 1)[-1]
+            id, n = base, 2
+            while id in self._stages:
+                id, n = f"{base}_{n}", n + 1
+        if not isinstance(id, str) or not id or id == SOURCE_ID or not id.replace("_", "a").replace("-", "a").isalnum():
+            raise PipelineError(f"stage id must be a non-empty name of letters, digits, '_' or '-', "
+                                f"other than 'source'; got {id!r}")
+        if id in self._stages:
+            raise PipelineError(f"stage id '{id}' is already used in this pipeline")
+        return id
+
+    def _check_input(self, input, where):
+        if input != SOURCE_ID and input not in self._stages:
+            known = ", ".join([SOURCE_ID, *self._stages])
+            raise PipelineError(f"{where}: input '{input}' is not 'source' or an earlier stage "
+                                f"id; earlier ids are: {known}")
+
+    def __getitem__(self, id) -> Stage:
+        try:
+            return self._stages[id]
+        except KeyError:
+            raise KeyError(f"no stage '{id}' in this pipeline; stages are: "
+                           f"{', '.join(self._stages) or 'none'}") from None
+
+    def __contains__(self, id):
+        return id in self._stages
+
+    @property
+    def stages(self) -> list:
+        """Stages in order."""
+        return list(self._stages.values())
+
+    # -- streaming ---------------------------------------------------------------
+    def open(self, info: StreamInfo | None = None) -> None:
+        """Start a stream described by ``info`` (default: the source's): configure
+        every stage and reset all state."""
+        with self._lock:
+            if info is None:
+                info = self.source.info
+            if not isinstance(info, StreamInfo):
+                raise ParameterError(f"open() expects a StreamInfo, got {type(info).__name__}")
+            self._info = info
+            infos = {SOURCE_ID: info}
+            for stage in self._stages.values():
+                stage.apply_pending()
+                infos[stage.id] = stage.configure(infos[stage.input])
+            self._build_plan()
+            self.first_sample = 0
+
+    def _build_plan(self):
+        """Per-chunk plan: (stage, index of its input in the outputs list, buffer)."""
+        index = {SOURCE_ID: 0}
+        self._plan = []
+        for i, stage in enumerate(self._stages.values()):
+            self._plan.append((stage, index[stage.input], _Buffer(stage.in_info)))
+            index[stage.id] = i + 1
+        self._changed = False
+
+    def _mark_changed(self):
+        self._changed = True
+
+    def _apply_changes(self):
+        """Between two chunks: apply parameter changes, reconfigure downstream if needed."""
+        infos = {SOURCE_ID: self._info}
+        relayout = False
+        for stage in self._stages.values():
+            if relayout and stage.input in infos and infos[stage.input] is not stage.in_info:
+                stage.configure(infos[stage.input])
+            elif stage.has_pending and stage.apply_pending():
+                relayout = True
+            infos[stage.id] = stage.out_info
+        self._build_plan()
+
+    def push(self, chunk, copy: bool = True) -> dict:
+        """Run one streaming step.
+
+        Parameters
+        ----------
+        chunk : array, shape (n_channels, n_samples)
+        copy : bool
+            Return copies (default). With False the arrays are views into buffers
+            that the next call overwrites.
+
+        Returns
+        -------
+        dict
+            Stage id → output block of this chunk.
+        """
+        with self._lock:
+            if self._info is None:
+                self.open()
+            outs = self._step(chunk)
+            result = {}
+            for (stage, _, _), out in zip(self._plan, outs[1:]):
+                result[stage.id] = out.copy() if copy else out
+            return result
+
+    def _step(self, chunk) -> list:
+        """One chunk through every stage; returns [input, out_1, ..., out_n]."""
+        if self._changed:
+            self._apply_changes()
+        info = self._info
+        x = np.asarray(chunk, dtype=info.dtype)
+        if x.ndim != 2 or x.shape[0] != info.n_channels:
+            raise ParameterError(f"chunk must have shape ({info.n_channels}, n_samples) for this "
+                                 f"stream, got {x.shape}")
+        outs = [x]
+        first = self.first_sample
+        for stage, src, buf in self._plan:
+            out = stage.run(buf.fill(outs[src]))
+            outs.append(out)
+            for tap in stage.taps:
+                _call_tap(tap, stage, out)
+        self.first_sample = first + x.shape[1]
+        return outs
+
+    def tap(self, id: str, fn) -> None:
+        """Call ``fn(block, first_sample)`` with stage ``id``'s output after every chunk.
+
+        ``block`` is a view valid only during the call: copy what you keep. A tap
+        that raises is removed and the error logged.
+        """
+        self[id].taps.append(fn)
+
+    def untap(self, id: str, fn) -> None:
+        """Remove a tap added with :meth:`tap`."""
+        taps = self[id].taps
+        if fn in taps:
+            taps.remove(fn)
+
+    def info_of(self, id: str) -> StreamInfo:
+        """Output StreamInfo of stage ``id`` (or of ``"source"``)."""
+        if self._info is None:
+            self.open()
+        return self._info if id == SOURCE_ID else self[id].out_info
+
+    # -- offline -------------------------------------------------------------------
+    def process(self, data, sfreq=None, ch_names=None, outputs=None,
+                block: int = OFFLINE_BLOCK) -> dict:
+        """Run offline on a whole recording, from a fresh state.
+
+        Gives the same numbers as :meth:`open` followed by :meth:`push` in chunks.
+
+        Parameters
+        ----------
+        data : array (n_channels, n_samples) or mne.io.Raw
+        sfreq : float
+            Sampling rate (taken from ``data.info`` for an MNE Raw).
+        ch_names : list of str, optional
+        outputs : list of str, optional
+            Stage ids to return (default: every stage).
+        block : int
+            Samples per kernel call; bounds memory for long recordings.
+
+        Returns
+        -------
+        dict
+            Stage id → output array of the whole recording.
+        """
+        data, info = _as_array(data, sfreq, ch_names)
+        with self._lock:
+            self.open(info)
+            wanted = self._wanted(outputs)
+            parts = {id: [] for id in wanted}
+            for start in range(0, max(data.shape[1], 1), block):
+                outs = self._step(data[:, start:start + block])
+                for (stage, _, _), out in zip(self._plan, outs[1:]):
+                    if stage.id in parts:
+                        parts[stage.id].append(out.copy())
+            return {id: _concat(p, self[id].out_info) for id, p in parts.items()}
+
+    def _wanted(self, outputs):
+        if outputs is None:
+            return list(self._stages)
+        for id in outputs:
+            self[id]
+        return list(outputs)
+
+    def run(self, duration: float | None = None, chunk: int = 32, realtime: bool = False,
+            outputs=None, collect: bool = True, progress=None) -> dict:
+        """Run on the pipeline's source, as a stream, in this thread.
+
+        Parameters
+        ----------
+        duration : float, optional
+            Seconds of data to process (default: the whole source; required for
+            unbounded sources).
+        chunk : int
+            Samples per streaming step.
+        realtime : bool
+            Pace a replayable source to real time (live sources are never paced).
+        outputs : list of str, optional
+            Stage ids to collect (default: every stage).
+        collect : bool
+            Keep and return the outputs (turn off for long runs with sinks).
+        progress : callable, optional
+            Called about twice a second with ``(samples_done, samples_total)``.
+
+        Returns
+        -------
+        dict
+            Stage id → output array (empty when ``collect`` is False).
+        """
+        from ._run import run_source
+
+        return run_source(self, duration=duration, chunk=chunk, realtime=realtime,
+                          outputs=outputs, collect=collect, progress=progress)
+
+    # -- live (background thread) and notebook -------------------------------------------
+    def start(self, **options):
+        """Run from the source in a background thread (the notebook stays usable).
+
+        Options are those of ``eegkit._runner.Runner`` (``chunk``, ``realtime``, ...).
+        """
+        from ._runner import start
+
+        return start(self, **options)
+
+    def stop(self) -> None:
+        """Stop the background run started by :meth:`start`, cleanly."""
+        from ._runner import stop
+
+        stop(self)
+
+    def show(self):
+        """Dashboard: every stage's view, start/stop/reset, statistics, parameter controls."""
+        from ._dashboard import Dashboard
+
+        return Dashboard(self)
+
+    # -- reporting -------------------------------------------------------------------
+    def stats(self) -> list:
+        """Per-stage call count, median and p99 kernel time per chunk (µs), errors."""
+        return [s.stats() for s in self._stages.values()]
+
+    def status(self) -> list:
+        """Per-stage health: status, error and traceback of disabled stages."""
+        return [s.status_dict() for s in self._stages.values()]
+
+    def __repr__(self):
+        chain = ", ".join(f"{s.id}<-{s.input}:{s.type}" for s in self._stages.values())
+        return f"<Pipeline [{chain}]>"
+
+    # -- JSON --------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The pipeline as a JSON-able document (see :meth:`to_json`)."""
+        from ._json import pipeline_to_dict
+
+        return pipeline_to_dict(self)
+
+    def to_json(self, path=None) -> str:
+        """Write the pipeline as JSON (to ``path`` when given); return the text."""
+        from ._json import dump
+
+        return dump(self.to_dict(), path)
+
+    @classmethod
+    def from_dict(cls, doc: dict, plugins=None, where: str = "pipeline") -> "Pipeline":
+        """Build a pipeline from a document made by :meth:`to_dict`, validating it all."""
+        from ._json import pipeline_from_dict
+
+        return pipeline_from_dict(cls, doc, plugins, where)
+
+    @classmethod
+    def from_json(cls, path_or_text, plugins=None) -> "Pipeline":
+        """Load a pipeline from a JSON file (or JSON text); never runs code from it."""
+        from ._json import load
+
+        doc, where = load(path_or_text)
+        return cls.from_dict(doc, plugins, where)
+
+
+class _Buffer:
+    """A stage's own input block: one flat allocation, reshaped per chunk size."""
+
+    __slots__ = ("rows", "flat", "dtype")
+
+    def __init__(self, info: StreamInfo):
+        self.rows = info.n_channels
+        self.dtype = np.dtype(info.dtype)
+        self.flat = np.empty(self.rows * 256, dtype=self.dtype)
+
+    def fill(self, src: np.ndarray) -> np.ndarray:
+        n = self.rows * src.shape[1]
+        if n > self.flat.size:
+            self.flat = np.empty(n, dtype=self.dtype)
+        view = self.flat[:n].reshape(self.rows, src.shape[1])
+        np.copyto(view, src, casting="same_kind")
+        return view
+
+
+def _call_tap(tap, stage, out):
+    try:
+        tap(out, stage.samples_out - out.shape[1])
+    except Exception as exc:  # noqa: BLE001 - a broken view must not stop the pipeline
+        import logging
+
+        stage.taps.remove(tap)
+        logging.getLogger("eegkit").error("eegkit: tap on stage '%s' removed after error: %r",
+                                          stage.id, exc)
+
+
+def _concat(parts, info):
+    if not parts:
+        return np.zeros((info.n_channels, 0), dtype=info.dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def _as_array(data, sfreq, ch_names):
+    """Array and StreamInfo from an array or an mne.io.Raw."""
+    if hasattr(data, "get_data") and hasattr(data, "info"):
+        raw = data
+        info = StreamInfo(sfreq=raw.info["sfreq"], ch_names=tuple(raw.ch_names),
+                          ch_types=tuple(raw.get_channel_types()))
+        return np.ascontiguousarray(raw.get_data()), info
+    if sfreq is None:
+        raise ParameterError("process(): give sfreq= for array input")
+    arr = np.asarray(data)
+    if arr.ndim != 2:
+        raise ParameterError(f"process(): data must be 2-D (n_channels, n_samples), got shape {arr.shape}")
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    if ch_names is None:
+        ch_names = [f"ch{i}" for i in range(arr.shape[0])]
+    if len(ch_names) != arr.shape[0]:
+        raise ParameterError(f"process(): {len(ch_names)} ch_names for {arr.shape[0]} channels (rows)")
+    return arr, StreamInfo(sfreq=sfreq, ch_names=tuple(ch_names), dtype=np.dtype(dtype).name)

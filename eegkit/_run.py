@@ -1,0 +1,98 @@
+"""Drive a pipeline from its source in the calling thread (offline or paced)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ._errors import ParameterError
+from .sinks import make_sink
+
+PROGRESS_EVERY = 0.5
+
+
+def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
+               collect=True, progress=None) -> dict:
+    """See :meth:`Pipeline.run`."""
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ParameterError(f"chunk must be a positive number of samples, got {chunk!r}")
+    source = pipeline.source
+    if not source.live:
+        try:
+            source.reset()
+        except NotImplementedError:
+            pass
+    info = source.info
+    total = source.n_samples
+    if duration is not None:
+        want = int(round(float(duration) * info.sfreq))
+        total = want if total is None else min(total, want)
+    if total is None:
+        raise ParameterError(f"source '{source.type_name}' has no end; give a duration")
+    pipeline.open(info)
+    wanted = pipeline._wanted(outputs) if collect else []
+    parts = {id: [] for id in wanted}
+    sinks = _open_sinks(pipeline)
+    done, t0, last = 0, time.perf_counter(), 0.0
+    try:
+        while done < total:
+            block = source.read(min(chunk, total - done))
+            if block.shape[1] == 0:
+                if source.ended:
+                    break
+                time.sleep(0.001)  # a live source has nothing yet
+                continue
+            if realtime and not source.live:
+                ahead = (done / info.sfreq) - (time.perf_counter() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+            with pipeline._lock:
+                outs = pipeline._step(block)
+                first = pipeline.first_sample - block.shape[1]
+                for (stage, _, _), out in zip(pipeline._plan, outs[1:]):
+                    if stage.id in parts:
+                        parts[stage.id].append(out.copy())
+                for sink, src_index in sinks:
+                    out = outs[src_index]
+                    start = first if src_index == 0 else _stage_first(pipeline, src_index, out)
+                    sink.write(out, start)
+            done += block.shape[1]
+            now = time.perf_counter()
+            if progress is not None and now - last >= PROGRESS_EVERY:
+                last = now
+                progress(done, total)
+    finally:
+        for sink, _ in sinks:
+            sink.close()
+    if progress is not None:
+        progress(done, total)
+    result = {}
+    for id, p in parts.items():
+        info_out = pipeline[id].out_info
+        result[id] = (np.concatenate(p, axis=1) if p
+                      else np.zeros((info_out.n_channels, 0), dtype=info_out.dtype))
+    return result
+
+
+def _stage_first(pipeline, src_index, out):
+    stage = pipeline._plan[src_index - 1][0]
+    return stage.samples_out - out.shape[1]
+
+
+def _open_sinks(pipeline):
+    """Open the pipeline's sinks; return (sink, index into the step's outputs)."""
+    index = {"source": 0}
+    for i, (stage, _, _) in enumerate(pipeline._plan):
+        index[stage.id] = i + 1
+    opened = []
+    try:
+        for spec, _ in pipeline._sinks:
+            sink = make_sink(spec["type"], spec["params"], f"sink '{spec['type']}'")
+            sink.open(pipeline.info_of(spec["input"]))
+            opened.append((sink, index[spec["input"]]))
+    except BaseException:
+        for sink, _ in opened:
+            sink.close()
+        raise
+    return opened

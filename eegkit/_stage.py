@@ -1,0 +1,234 @@
+"""Stage: one configured instance of a plugin stage, with guarded calls and timing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+
+import numpy as np
+
+from ._errors import ParameterError, StageError
+from ._info import StreamInfo
+from .plugin import validate_params
+
+log = logging.getLogger("eegkit")
+N_TIMINGS = 2048
+WARMUP_SAMPLES = 8
+
+
+class Stage:
+    """One stage of a pipeline: a stage type from a plugin, its parameters, its
+    kernel state and its health.
+
+    A stage is ``ok`` or ``disabled``. Every call into plugin code is guarded: an
+    exception disables the stage and keeps the error and traceback. While disabled,
+    a stage whose output has the layout of its input passes its input through
+    unchanged; a stage that changes the layout (spectrum, features) emits empty
+    blocks, so downstream stages receive no new samples.
+    """
+
+    def __init__(self, code, id: str, input: str, params: dict):
+        self.id = id
+        self.input = input
+        self.code = code
+        self.type = code.spec.type
+        self.params = validate_params(code.spec.params, params, self._where())
+        self.state = ()
+        self.in_info = None
+        self.out_info = None
+        self.status = "ok"
+        self.error = None        # one line
+        self.traceback = None    # full text
+        self.last_error = None   # a rejected parameter change or reload, while still running
+        self.taps = []
+        self.on_change = None    # set by the pipeline: a change waits for a chunk boundary
+        self.calls = 0
+        self.samples_in = 0
+        self.samples_out = 0
+        self._times = np.zeros(N_TIMINGS, dtype=np.int64)
+        self._pending = None
+        self._lock = threading.Lock()
+        self._bypass = True
+        self._empty = None
+
+    def _where(self) -> str:
+        return f"stage '{self.id}' ({self.type})"
+
+    # -- set-up ----------------------------------------------------------------
+    def configure(self, in_info: StreamInfo) -> StreamInfo:
+        """Run ``setup`` for the input ``in_info``, warm up the kernel, reset counters.
+
+        Returns the output StreamInfo. Never raises for plugin errors: the stage is
+        disabled instead and passes its input through.
+        """
+        self.in_info = in_info
+        self.calls = self.samples_in = self.samples_out = 0
+        self.status, self.error, self.traceback = "ok", None, None
+        try:
+            self.state, self.out_info = self._setup(self.params)
+            self._warm_up()
+        except Exception as exc:  # noqa: BLE001 - plugin code: any error disables the stage
+            self.state, self.out_info = (), in_info
+            self.disable(exc, "setup" if not isinstance(exc, _WarmupError) else "compile")
+        self._after_info()
+        return self.out_info
+
+    def _setup(self, params):
+        """Call the plugin's setup; return (state tuple, output info)."""
+        info = self.in_info
+        if self.code.setup is None:
+            return (), info
+        result = self.code.setup(info, **params)
+        if result is None:
+            return (), info
+        if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], tuple)
+                and isinstance(result[1], StreamInfo)):
+            state, out_info = result
+        elif isinstance(result, tuple):
+            state, out_info = result, info
+        else:
+            raise StageError(f"{self._where()}: setup must return a tuple of state, or "
+                             f"(state_tuple, StreamInfo); got {type(result).__name__}")
+        if out_info.dtype != info.dtype:
+            out_info = out_info.replace(dtype=info.dtype)
+        return state, out_info
+
+    def _warm_up(self):
+        """Compile for the real argument types now, so the first chunk pays nothing."""
+        state = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s
+                      for s in self.state)
+        x = np.zeros((self.in_info.n_channels, WARMUP_SAMPLES), dtype=self.in_info.dtype)
+        try:
+            out = self.code.process(x, *state)
+        except Exception as exc:  # noqa: BLE001
+            raise _WarmupError(f"{type(exc).__name__}: {exc}") from exc
+        self._check_output(out, x)
+
+    def _after_info(self):
+        info = self.out_info
+        self._bypass = info.same_layout(self.in_info) and info.kind == self.in_info.kind
+        self._empty = np.zeros((info.n_channels, 0), dtype=info.dtype)
+
+    # -- running ---------------------------------------------------------------
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Process one block ``x`` (owned by this stage; may be modified in place)."""
+        if self.status != "ok":
+            return x if self._bypass else self._empty
+        t0 = time.perf_counter_ns()
+        try:
+            out = self.code.process(x, *self.state)
+            out = self._check_output(out, x)
+        except Exception as exc:  # noqa: BLE001
+            self.disable(exc, "process")
+            return x if self._bypass else self._empty
+        self._times[self.calls % N_TIMINGS] = time.perf_counter_ns() - t0
+        self.calls += 1
+        self.samples_in += x.shape[1]
+        self.samples_out += out.shape[1]
+        return out
+
+    def _check_output(self, out, x):
+        if out is None:
+            return x
+        info = self.out_info
+        if not isinstance(out, np.ndarray) or out.ndim != 2 or out.shape[0] != info.n_channels:
+            got = out.shape if isinstance(out, np.ndarray) else type(out).__name__
+            raise StageError(f"{self._where()}: process returned {got}; expected None (in-place) "
+                             f"or an array of shape ({info.n_channels}, n)")
+        if self._bypass and out.shape[1] != x.shape[1]:
+            raise StageError(f"{self._where()}: process returned {out.shape[1]} samples for "
+                             f"{x.shape[1]} in; a stage that keeps its input's layout must "
+                             f"return as many samples as it gets")
+        if out.dtype != x.dtype or not out.flags.c_contiguous:
+            out = np.ascontiguousarray(out, dtype=x.dtype)
+        return out
+
+    def disable(self, exc: BaseException, phase: str = "process") -> None:
+        """Disable the stage, keeping ``exc`` and its traceback."""
+        self.status = "disabled"
+        self.error = f"{phase}: {type(exc).__name__}: {exc}"
+        self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        log.error("eegkit: %s disabled after an error in %s: %s", self._where(), phase, exc)
+
+    def enable(self) -> None:
+        """Re-enable a disabled stage (runs its setup again, resetting its state)."""
+        self.configure(self.in_info)
+
+    # -- parameters --------------------------------------------------------------
+    def set_params(self, **params) -> None:
+        """Change parameters; applied between two chunks by re-running ``setup``.
+
+        Raises ParameterError at once for unknown names or bad values.
+        """
+        merged = validate_params(self.code.spec.params, {**self.params, **params}, self._where())
+        with self._lock:
+            self._pending = merged
+        if self.in_info is None:
+            self.apply_pending()
+        elif self.on_change is not None:
+            self.on_change()
+
+    def apply_pending(self) -> bool:
+        """Apply a pending parameter change; return True when the output layout changed.
+
+        If the new setup fails, the old parameters and state keep running and the
+        error is kept in ``last_error``.
+        """
+        with self._lock:
+            params, self._pending = self._pending, None
+        if params is None:
+            return False
+        if self.in_info is None:
+            self.params = params
+            return False
+        old = (self.params, self.state, self.out_info)
+        try:
+            self.params = params
+            self.state, self.out_info = self._setup(params)
+            self._warm_up()
+        except Exception as exc:  # noqa: BLE001
+            self.params, self.state, self.out_info = old
+            self.last_error = f"parameter change rejected: {type(exc).__name__}: {exc}"
+            log.error("eegkit: %s: %s", self._where(), self.last_error)
+            return False
+        self.last_error = None
+        changed = not self.out_info.same_layout(old[2])
+        self._after_info()
+        return changed
+
+    @property
+    def has_pending(self) -> bool:
+        """True when a parameter change waits for the next chunk boundary."""
+        return self._pending is not None
+
+    # -- reporting ---------------------------------------------------------------
+    def stats(self) -> dict:
+        """Calls, samples, median and p99 kernel time per chunk (µs), health."""
+        n = min(self.calls, N_TIMINGS)
+        times = self._times[:n] / 1e3
+        return {"id": self.id, "type": self.type, "status": self.status, "calls": self.calls,
+                "samples_in": self.samples_in, "samples_out": self.samples_out,
+                "median_us": float(np.median(times)) if n else None,
+                "p99_us": float(np.percentile(times, 99)) if n else None,
+                "error": self.error}
+
+    def status_dict(self) -> dict:
+        """Health of the stage: status, error, traceback, last rejected change."""
+        return {"id": self.id, "type": self.type, "status": self.status, "error": self.error,
+                "traceback": self.traceback, "last_error": self.last_error,
+                "params": dict(self.params)}
+
+    def __repr__(self):
+        return f"<Stage {self.id!r} {self.type} {self.status} params={self.params}>"
+
+
+class _WarmupError(Exception):
+    """The kernel failed on its warm-up call (usually a numba typing error)."""
+
+
+def check_params_type(params, where):
+    """Parameters must be given as a mapping."""
+    if not isinstance(params, dict):
+        raise ParameterError(f"{where}: params must be an object/dict, got {type(params).__name__}")

@@ -1,0 +1,539 @@
+"""StreamView: one anywidget that binds any stream to any view.
+
+Samples travel as custom messages with one float32 binary buffer, decimated in
+Python, paced to ``fps`` by a background thread, and dropped (never queued) while
+the browser has not acknowledged the frames already in flight.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+import time
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets as t
+from comm.base_comm import BaseComm
+
+from ._errors import ParameterError
+from ._info import StreamInfo
+
+VIEWS = ("scope", "spectrum", "bars")
+FRAME_MODES = ("window", "latest")
+MAX_UNACKED = 2  # frames in flight before the pacer stops sending
+
+
+def widgets_dir() -> Path:
+    """Folder of the built-in view files (``scope.js``, ``spectrum.js``, ``bars.js``).
+
+    ``<package>/_bundled/widgets`` in an installed wheel, else ``<repo>/widgets``
+    in an editable checkout.
+    """
+    here = Path(__file__).resolve().parent
+    bundled = here / "_bundled" / "widgets"
+    return bundled if bundled.is_dir() else here.parent / "widgets"
+
+
+class StreamView(anywidget.AnyWidget):
+    """Live view of a stream (a pipeline stage's output) in a notebook.
+
+    Parameters
+    ----------
+    info : StreamInfo or dict
+        Metadata of the stream the view will be fed.
+    view : {"scope", "spectrum", "bars"} or path
+        A built-in view, or the path of an anywidget ESM file (a plugin's
+        ``ui/bundle.js``) that speaks the same frame protocol.
+    title : str
+        Shown above the plot.
+    fps : float
+        Frames per second sent to the browser at most.
+    seconds : float
+        Length of the time window kept for ``"window"`` frames (the scope).
+    frames : {"window", "latest"}, optional
+        What a frame holds: the last ``seconds`` of samples, min/max-decimated
+        (default for ``scope``), or the newest column reshaped to
+        ``(channels, axis items)`` (default for ``spectrum`` and ``bars``). For a
+        bundle path the default follows ``info.kind``.
+    max_points : int
+        Most points per channel in one frame.
+    **traits
+        Initial values of the settings traits: ``scale``, ``log_scale``,
+        ``height``, ``paused``, ``params``.
+
+    Notes
+    -----
+    ``window`` frames are min/max-decimated: the window is cut into buckets of
+    ``step`` samples aligned to the absolute sample index (so traces do not
+    shimmer as they scroll), and each bucket sends its minimum and maximum, which
+    keeps every spike visible. A frame's data has shape ``(channels, buckets, 2)``
+    (``layout="minmax"``), or ``(channels, samples)`` when the window already fits
+    in ``max_points`` (``layout="raw"``). Only complete buckets are sent, so the
+    newest ``step - 1`` samples wait for the next frame.
+    """
+
+    info = t.Dict().tag(sync=True)
+    title = t.Unicode("").tag(sync=True)
+    view = t.Unicode("").tag(sync=True)
+    status = t.Dict({"state": "ok", "error": None}).tag(sync=True)
+    fps = t.Float(30.0).tag(sync=True)
+    seconds = t.Float(5.0).tag(sync=True)
+    #: amplitude per channel lane (scope) in the stream's unit; 0 = automatic
+    scale = t.Float(0.0).tag(sync=True)
+    #: logarithmic value axis (spectrum, bars)
+    log_scale = t.Bool(False).tag(sync=True)
+    #: plot height in CSS pixels; 0 = automatic
+    height = t.Int(0).tag(sync=True)
+    #: stop sending frames (the view keeps its last picture)
+    paused = t.Bool(False).tag(sync=True)
+    #: the bound stage's parameters, for plugin bundles (e.g. band edges)
+    params = t.Dict().tag(sync=True)
+
+    def __init__(self, info, view="scope", title="", fps=30.0, seconds=5.0, *,
+                 frames=None, max_points=1000, **traits):
+        info = info if isinstance(info, StreamInfo) else StreamInfo.from_dict(dict(info))
+        path = _view_path(view)
+        _check_traits(traits)
+        self._esm = _esm_contents(path)
+        if frames is None:
+            timeseries = view == "scope" or (view not in VIEWS and info.kind == "timeseries")
+            frames = "window" if timeseries else "latest"
+        if frames not in FRAME_MODES:
+            raise ParameterError(f"StreamView: invalid value for the 'frames' parameter. Allowed values "
+                                 f"are {FRAME_MODES}, but got {frames!r} instead.")
+        if int(max_points) < 2:
+            raise ParameterError(f"StreamView: max_points must be at least 2, got {max_points!r}")
+        self.frames = frames
+        self.max_points = int(max_points)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._pacer = None
+        self._closed = False
+        self._seq = 0        # last frame number sent
+        self._acked = 0      # last frame number the browser drew
+        self._sent = 0
+        self._dropped = 0
+        self._costs = []     # thread CPU seconds per sent frame (last 600)
+        self._pacer_error = None
+        self._buf = None
+        traits.setdefault("log_scale", view == "spectrum")
+        super().__init__(info=info.to_dict(), view=str(view), title=str(title), fps=float(fps),
+                         seconds=float(seconds), **traits)
+        self._alloc()
+        self.on_msg(self._on_msg)
+
+    # -- feeding (pipeline thread) ------------------------------------------------
+    def feed(self, block, first_sample: int) -> None:
+        """Keep what the view needs of one block; cheap and thread-safe.
+
+        Parameters
+        ----------
+        block : ndarray, shape (n_channels, n_samples)
+            A block of the stream (not kept: copied into a preallocated buffer).
+        first_sample : int
+            Absolute index of the block's first sample. A jump (a restarted or
+            reset stream) clears the window.
+        """
+        if self._closed:
+            return
+        if block.ndim != 2 or block.shape[0] != self._buf.n_rows:
+            raise ParameterError(f"StreamView {self.title or self.view!r}: expected blocks of shape "
+                                 f"({self._buf.n_rows}, n_samples), got {block.shape}")
+        if block.shape[1] == 0:
+            return
+        with self._lock:
+            self._buf.write(block, int(first_sample))
+            if self._pacer is None and not self._stop.is_set():
+                self._pacer = threading.Thread(target=self._run, name=f"eegkit-view-{self.model_id[:8]}",
+                                               daemon=True)
+                self._pacer.start()
+
+    def set_status(self, state: str, error=None) -> None:
+        """Show the bound stage's health: ``"ok"``, or ``"disabled"`` with its error.
+
+        Parameters
+        ----------
+        state : {"ok", "disabled"}
+        error : str or BaseException, optional
+            Shown in the view while the stage is disabled.
+        """
+        if state not in ("ok", "disabled"):
+            raise ParameterError(f"StreamView.set_status: invalid value for the 'state' parameter. "
+                                 f"Allowed values are 'ok' and 'disabled', but got {state!r} instead.")
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        self.status = {"state": state, "error": None if error is None else str(error)}
+
+    def set_info(self, info) -> None:
+        """Rebind the view to a stream with new metadata (clears its buffer)."""
+        info = info if isinstance(info, StreamInfo) else StreamInfo.from_dict(dict(info))
+        self.info = info.to_dict()
+
+    def stats(self) -> dict:
+        """Counters: frames sent, dropped (browser behind), acked, CPU per frame."""
+        costs = np.asarray(self._costs[-600:]) * 1e3
+        return {"sent": self._sent, "dropped": self._dropped, "acked": self._acked,
+                "in_flight": self._seq - self._acked,
+                "median_ms": float(np.median(costs)) if costs.size else None,
+                "p99_ms": float(np.percentile(costs, 99)) if costs.size else None,
+                "error": self._pacer_error}
+
+    def close(self) -> None:
+        """Stop the pacer thread and close the widget."""
+        self._closed = True
+        self._stop.set()
+        pacer = self._pacer
+        if pacer is not None and pacer is not threading.current_thread():
+            pacer.join(timeout=2.0)
+        super().close()
+
+    # -- internals -----------------------------------------------------------------
+    @t.observe("info", "seconds")
+    def _layout_changed(self, change):
+        """Reallocate buffers when the stream or the window length changes."""
+        if getattr(self, "_buf", None) is not None:
+            self._alloc()
+
+    def _alloc(self):
+        """Allocate the frame buffer for the current info/seconds."""
+        info = StreamInfo.from_dict(self.info)
+        if self.frames == "window":
+            buf = WindowBuffer(info.n_channels, info.sfreq, self.seconds, self.max_points)
+        else:
+            n_axis = len(info.axis) if info.kind != "timeseries" and info.axis else 1
+            buf = LatestBuffer(info.n_channels, n_axis, self.max_points)
+        with self._lock:
+            self._buf = buf
+
+    def _on_msg(self, _widget, content, _buffers):
+        """Browser → kernel: acks of drawn frames, and a fresh frontend saying hello."""
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "ack":
+            self._acked = max(self._acked, min(int(content.get("seq", 0)), self._seq))
+        elif kind == "ready":
+            self._acked = self._seq  # frames sent to an earlier frontend will never be acked
+
+    def _tick(self) -> bool:
+        """Build and send one frame if there is news and room in flight; True if sent."""
+        if self.paused:
+            return False
+        if self._seq - self._acked >= MAX_UNACKED:
+            if self._buf.has_news():
+                self._dropped += 1
+            return False
+        t0 = time.thread_time()
+        with self._lock:
+            frame = self._buf.build()
+        if frame is None:
+            return False
+        content, data = frame
+        self._seq += 1
+        content.update(type="frame", seq=self._seq)
+        self.send(content, buffers=[memoryview(data)])
+        self._sent += 1
+        self._costs.append(time.thread_time() - t0)
+        if len(self._costs) > 1200:
+            del self._costs[:600]
+        return True
+
+    def _run(self):
+        """Pacer loop: one tick per 1/fps s; never catches up on missed ticks."""
+        next_t = time.monotonic()
+        while True:
+            next_t += 1.0 / max(self.fps, 0.1)
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                next_t, delay = time.monotonic(), 0.0
+            if self._stop.wait(delay):
+                return
+            try:
+                self._tick()
+            except Exception as exc:  # a closed comm or a bug: stop sending, keep the reason
+                self._pacer_error = f"{type(exc).__name__}: {exc}"
+                return
+
+
+class WindowBuffer:
+    """Last ``seconds`` of a timeseries, with min/max per bucket of ``step`` samples.
+
+    Ring slot of absolute sample ``s`` is ``s % cap``; ``cap`` is a multiple of
+    ``step``, so a bucket never straddles the wrap and bucket ``k`` lives in ring
+    columns ``(k % n_buckets) * step ...``. Buckets are reduced once, when complete.
+    """
+
+    def __init__(self, n_rows, sfreq, seconds, max_points):
+        n = max(2, int(round(seconds * sfreq)))
+        self.n_rows, self.sfreq = n_rows, float(sfreq)
+        self.step = 1 if n <= max_points else -(-n // (max_points // 2))
+        self.n_buckets = -(-n // self.step)
+        self.cap = self.n_buckets * self.step
+        self.ring = np.zeros((n_rows, self.cap), np.float32)
+        # (rows, buckets, [min, max]); only used when step > 1
+        self.minmax = np.zeros((n_rows, self.n_buckets if self.step > 1 else 0, 2), np.float32)
+        self.start = self.end = None  # valid absolute samples: [max(start, end - cap), end)
+        self.done = 0                 # absolute bucket index reduced so far
+        self.sent_end = None          # self.end when the last frame was built
+
+    def write(self, block, first):
+        """Copy a block into the ring (caller holds the lock)."""
+        n = block.shape[1]
+        if first != self.end:  # first block, or a gap/restart: start a new window
+            self.start = self.end = first
+            self.done = -(-first // self.step)
+            self.sent_end = None
+        if n > self.cap:
+            block, first, n = block[:, n - self.cap:], first + n - self.cap, self.cap
+        i = first % self.cap
+        k = min(n, self.cap - i)
+        self.ring[:, i:i + k] = block[:, :k]
+        self.ring[:, :n - k] = block[:, k:]
+        self.end = first + n
+
+    def has_news(self):
+        """True when samples arrived since the last built frame."""
+        return self.end is not None and self.end != self.sent_end
+
+    def build(self):
+        """(content, float32 data) of the current window, or None if nothing new."""
+        if not self.has_news():
+            return None
+        step, nb = self.step, self.n_buckets
+        lo = max(self.start, self.end - self.cap)       # first valid sample
+        if step == 1:
+            out = np.empty((self.n_rows, self.cap), np.float32)
+            s = self.end % self.cap
+            out[:, :self.cap - s] = self.ring[:, s:]
+            out[:, self.cap - s:] = self.ring[:, :s]
+            t0 = self.end - self.cap
+            layout = "raw"
+        else:
+            k_end = self.end // step                    # complete buckets: [.., k_end)
+            self._reduce(max(self.done, -(-lo // step), k_end - nb), k_end)
+            self.done = k_end
+            out = np.empty((self.n_rows, nb, 2), np.float32)
+            s = k_end % nb
+            out[:, :nb - s] = self.minmax[:, s:]
+            out[:, nb - s:] = self.minmax[:, :s]
+            t0 = (k_end - nb) * step
+            layout = "minmax"
+        n_invalid = min(nb, max(0, -(-(lo - t0) // step)))
+        out[:, :n_invalid] = np.nan
+        self.sent_end = self.end
+        content = {"layout": layout, "shape": list(out.shape), "first_sample": int(t0),
+                   "step": step, "valid_from": int(n_invalid), "end_sample": int(self.end),
+                   "sfreq": self.sfreq}
+        return content, out
+
+    def _reduce(self, k0, k1):
+        """Min/max of absolute buckets [k0, k1) into their slots."""
+        nb, step = self.n_buckets, self.step
+        buckets = self.ring.reshape(self.n_rows, nb, step)
+        while k0 < k1:
+            s = k0 % nb
+            m = min(k1 - k0, nb - s)
+            seg = buckets[:, s:s + m]
+            np.min(seg, axis=2, out=self.minmax[:, s:s + m, 0])
+            np.max(seg, axis=2, out=self.minmax[:, s:s + m, 1])
+            k0 += m
+
+
+class LatestBuffer:
+    """Newest column of a spectrum/features stream, sent as (channels, axis items)."""
+
+    def __init__(self, n_rows, n_axis, max_points):
+        self.n_rows, self.n_axis = n_rows, n_axis
+        self.n_ch = n_rows // n_axis
+        # average adjacent bins when a spectrum has more bins than the view can draw
+        self.step = max(1, -(-n_axis // max_points))
+        self.col = np.full(n_rows, np.nan, np.float32)
+        self.index = self.sent_index = None
+
+    def write(self, block, first):
+        """Keep the block's last column (caller holds the lock)."""
+        self.col[:] = block[:, -1]
+        self.index = first + block.shape[1] - 1
+
+    def has_news(self):
+        """True when a column arrived since the last built frame."""
+        return self.index is not None and self.index != self.sent_index
+
+    def build(self):
+        """(content, float32 data) of the newest column, or None if nothing new."""
+        if not self.has_news():
+            return None
+        data = self.col.reshape(self.n_ch, self.n_axis)
+        if self.step > 1:
+            n = self.n_axis // self.step * self.step
+            data = data[:, :n].reshape(self.n_ch, -1, self.step).mean(axis=2)
+        # a copy: the kernel sends buffers asynchronously, never hand out the live one
+        out = np.array(data, dtype=np.float32, order="C")
+        self.sent_index = self.index
+        content = {"layout": "latest", "shape": list(out.shape), "first_sample": int(self.index),
+                   "step": self.step}
+        return content, out
+
+
+def _view_path(view) -> Path:
+    """File of a built-in view name or of a bundle path."""
+    if isinstance(view, str) and view in VIEWS:
+        return widgets_dir() / f"{view}.js"
+    path = Path(view) if isinstance(view, (str, Path)) else None
+    if path is None or path.suffix not in (".js", ".mjs"):
+        hint = difflib.get_close_matches(str(view), VIEWS, n=1)
+        raise ParameterError(f"StreamView: invalid value for the 'view' parameter. Allowed values are "
+                             f"'scope', 'spectrum', 'bars' or the path of a .js bundle, but got {view!r}"
+                             + (f" instead (did you mean {hint[0]!r}?)" if hint else " instead."))
+    if not path.is_file():
+        raise ParameterError(f"StreamView: view bundle {str(path)!r} does not exist")
+    return path.resolve()
+
+
+_SETTINGS = ("scale", "log_scale", "height", "paused", "params")
+
+
+def _check_traits(traits):
+    """Reject unknown keyword arguments with a spelling hint."""
+    for key in traits:
+        if key not in _SETTINGS:
+            hint = difflib.get_close_matches(key, _SETTINGS + ("frames", "max_points"), n=1)
+            raise TypeError(f"StreamView got an unexpected keyword argument {key!r}"
+                            + (f"; did you mean {hint[0]!r}?" if hint else ""))
+
+
+_IMPORT = re.compile(r"^import\s*\{[^}]*\}\s*from\s*['\"]\./([\w.-]+)['\"];?[ \t]*$", re.M)
+_ESM_CACHE: dict = {}
+
+
+def _esm_contents(path: Path):
+    """anywidget file contents of a view, with its ``./x.js`` imports inlined.
+
+    anywidget loads ``_esm`` from text (no URL), so a relative import cannot be
+    resolved by the browser; shared helpers are inlined here instead. A file
+    without such imports is handed to anywidget as a path (it reloads on change
+    when ``ANYWIDGET_HMR=1``).
+    """
+    from anywidget._file_contents import VirtualFileContents
+    from anywidget._util import try_file_contents
+
+    if path in _ESM_CACHE:
+        return _ESM_CACHE[path]
+    main = try_file_contents(path)
+    deps = [path.parent / name for name in _IMPORT.findall(path.read_text(encoding="utf-8"))]
+    if not deps:
+        _ESM_CACHE[path] = main
+        return main
+    parts = [main] + [try_file_contents(p) for p in deps]
+
+    def render(*_):
+        inlined = {}
+        for dep, contents in zip(deps, parts[1:]):
+            inlined[dep.name] = re.sub(r"^export\s+(?!default)", "", str(contents), flags=re.M)
+        return _IMPORT.sub(lambda m: f"// inlined ./{m.group(1)}\n" + inlined[m.group(1)], str(main))
+
+    virtual = VirtualFileContents(render())
+    for contents in parts:
+        if hasattr(contents, "changed"):
+            contents.changed.connect(lambda *_: setattr(virtual, "contents", render()))
+    _ESM_CACHE[path] = virtual
+    return virtual
+
+
+class SocketComm(BaseComm):
+    """Comm that does the kernel's work outside a kernel: signed Session + zmq socket.
+
+    Attach it to a widget (``widget.comm = SocketComm(widget)``) to measure the cost
+    of sending frames, or to read sent messages back in tests (:meth:`recv`);
+    messages from the browser are handed over with :meth:`deliver`.
+    """
+
+    def __init__(self, widget):
+        import zmq
+        from jupyter_client.session import Session
+
+        ctx = zmq.Context.instance()
+        address = f"inproc://eegkit-view-{widget.model_id}"
+        self.session = Session(key=b"eegkit-frame-cost")  # HMAC-SHA256 signing, as a kernel does
+        self.push, self.pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+        self.push.bind(address)
+        self.pull.connect(address)
+        super().__init__(comm_id=widget.model_id, primary=False, target_name="jupyter.widget")
+
+    def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys):
+        """Serialize, sign and send like ``ipykernel.comm.Comm.publish_msg``."""
+        from ipykernel.jsonutil import json_clean
+
+        content = json_clean(dict(data={} if data is None else data, comm_id=self.comm_id, **keys))
+        self.session.send(self.push, msg_type, content, metadata=json_clean(metadata or {}),
+                          ident=self.topic, buffers=buffers)
+
+    def recv(self) -> list:
+        """Custom messages sent so far: list of (content, buffers)."""
+        import zmq
+
+        out = []
+        while self.pull.poll(0, zmq.POLLIN):
+            parts = self.pull.recv_multipart()
+            _, msg_parts = self.session.feed_identities(parts)
+            msg = self.session.deserialize(msg_parts)
+            data = msg["content"].get("data", {})
+            if data.get("method") == "custom":
+                out.append((data["content"], msg["buffers"]))
+        return out
+
+    def deliver(self, content: dict) -> None:
+        """Hand a custom message from the browser to the widget (as the kernel would)."""
+        self.handle_msg({"content": {"comm_id": self.comm_id,
+                                     "data": {"method": "custom", "content": content}},
+                         "buffers": []})
+
+    def shutdown(self) -> None:
+        """Close the sockets."""
+        self.push.close(linger=0)
+        self.pull.close(linger=0)
+
+
+def frame_cost(n_channels=64, sfreq=1000.0, seconds=5.0, n_frames=200, view="scope", fps=30.0) -> dict:
+    """Kernel CPU time to build and send one frame of a live view.
+
+    Feeds ``1/fps`` s of random data between frames and times (``time.thread_time``)
+    the build and the send of each frame through a signed jupyter Session and a
+    zmq socket, acknowledging every frame as a browser would.
+
+    Returns
+    -------
+    dict
+        ``median_ms``, ``p99_ms``, ``max_ms``, ``n_frames``, ``bytes_per_frame``.
+    """
+    rng = np.random.default_rng(0)
+    info = StreamInfo(sfreq, [f"ch{i}" for i in range(n_channels)])
+    if view in ("spectrum", "bars"):
+        axis = np.arange(0.0, 129.0) if view == "spectrum" else np.arange(5.0)
+        info = info.expand(view if view == "spectrum" else "features", [str(a) for a in axis], axis,
+                           sfreq / 32)
+    v = StreamView(info, view=view, fps=fps, seconds=seconds)
+    comm = v.comm = SocketComm(v)
+    chunk = max(1, int(round(sfreq / fps)))
+    block = rng.standard_normal((info.n_channels, max(chunk, int(sfreq * seconds))))
+    try:
+        v._buf.write(block, 0)  # a full window before timing starts
+        first = block.shape[1]
+        costs, nbytes = [], 0
+        for _ in range(n_frames):
+            v._buf.write(block[:, :chunk], first)
+            first += chunk
+            t0 = time.thread_time()
+            sent = v._tick()
+            costs.append(time.thread_time() - t0)
+            for content, buffers in comm.recv():
+                nbytes = len(buffers[0])
+                comm.deliver({"type": "ack", "seq": content["seq"]})
+            assert sent, "frame_cost: a frame was not sent"
+    finally:
+        v.close()
+        comm.shutdown()
+    ms = np.asarray(costs) * 1e3
+    return {"median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max()), "n_frames": n_frames, "bytes_per_frame": nbytes}

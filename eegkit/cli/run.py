@@ -1,0 +1,101 @@
+"""``eegkit run PIPELINE.json``: run a pipeline headless on its source."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(sub):
+    p = sub.add_parser("run", help="run a pipeline JSON headless",
+                       description="Run a pipeline exported with Pipeline.to_json() on its source "
+                       "(or --source), print progress and a per-stage summary.")
+    p.add_argument("pipeline", help="pipeline JSON file")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds of data to process (default: whole source; 10 s for unbounded sources)")
+    p.add_argument("--chunk", type=int, default=32, help="samples per streaming step (default 32)")
+    p.add_argument("--output", "-o", default=None,
+                   help="write stage outputs to this .npz (arrays named by stage id)")
+    p.add_argument("--stage", action="append", default=None, metavar="ID",
+                   help="stage whose output --output keeps (repeatable; default: every stage)")
+    p.add_argument("--source", default=None,
+                   help="override the source: synthetic[,key=value...], file:PATH, lsl:NAME, brainflow:ID")
+    p.add_argument("--realtime", action="store_true", help="pace a recorded source to real time")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from .. import Pipeline
+    from .._errors import ParameterError
+    from ..sources import parse_source_arg
+
+    pipeline = Pipeline.from_json(args.pipeline)
+    if args.source:
+        pipeline.set_source(parse_source_arg(args.source))
+    if args.chunk < 1:
+        raise ParameterError(f"--chunk must be a positive number of samples, got {args.chunk}")
+    source = pipeline.source
+    duration = args.duration
+    if duration is None and source.n_samples is None:
+        duration = 10.0
+    info = source.info
+    print(f"eegkit run {args.pipeline}: source {source.type_name}, {info.n_channels} channels "
+          f"at {info.sfreq:g} Hz, {len(pipeline.stages)} stages, chunk {args.chunk}",
+          file=sys.stderr)
+    t0 = time.perf_counter()
+    progress = None if args.quiet else _progress(info.sfreq, t0)
+    out = pipeline.run(duration=duration, chunk=args.chunk, realtime=args.realtime,
+                       outputs=args.stage, collect=args.output is not None, progress=progress)
+    elapsed = time.perf_counter() - t0
+    if progress is not None:
+        print(file=sys.stderr)
+    done = pipeline.first_sample / info.sfreq
+    print(f"processed {done:.1f} s of data in {elapsed:.2f} s "
+          f"({done / max(elapsed, 1e-9):.0f} x real time)")
+    print(summary_table(pipeline))
+    if args.output:
+        path = Path(args.output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = dict(out)
+        for id in out:
+            arrays[f"{id}__sfreq"] = np.float64(pipeline[id].out_info.sfreq)
+            arrays[f"{id}__ch_names"] = np.array(pipeline[id].out_info.ch_names)
+        np.savez(path, **arrays)
+        print(f"wrote {', '.join(out)} to {path}")
+    failed = [s for s in pipeline.stages if s.status != "ok"]
+    for s in failed:
+        print(f"stage '{s.id}' ({s.type}) disabled: {s.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _progress(sfreq, t0):
+    tty = sys.stderr.isatty()
+
+    def report(done, total):
+        secs = done / sfreq
+        pct = 100.0 * done / total if total else 100.0
+        rate = secs / max(time.perf_counter() - t0, 1e-9)
+        line = f"  {secs:8.1f} s / {total / sfreq:.1f} s  ({pct:5.1f} %, {rate:7.0f} x real time)"
+        print(("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    return report
+
+
+def summary_table(pipeline) -> str:
+    """Per-stage summary: id, type, status, calls, median/p99 µs, output shape."""
+    rows = [("stage", "type", "status", "calls", "median µs", "p99 µs", "out")]
+    for st in pipeline.stats():
+        info = pipeline[st["id"]].out_info
+        rows.append((st["id"], st["type"], st["status"], str(st["calls"]),
+                     _num(st["median_us"]), _num(st["p99_us"]),
+                     f"{info.n_channels} ch {info.kind} @ {info.sfreq:g} Hz"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _num(v):
+    return "-" if v is None else f"{v:.1f}"

@@ -1,0 +1,162 @@
+"""Find plugins: folders on the plugin paths and the ``eegkit.plugins`` entry points.
+
+Discovery reads manifests only; no plugin code is imported. One broken plugin is
+reported in its record and never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._errors import ApiVersionError, ManifestError
+from ._manifest import MANIFEST, Manifest, check_api, read_manifest
+
+ENTRY_POINT_GROUP = "eegkit.plugins"
+
+
+@dataclass
+class PluginRecord:
+    """What discovery found at one place: a manifest, or the error that stopped it.
+
+    ``status`` is ``ok``, ``warning`` (loaded, see ``message``), ``rejected``
+    (plugin-API mismatch), ``error`` (bad manifest, import or compile error) or
+    ``shadowed`` (a plugin of the same name was found earlier on the path).
+    """
+
+    name: str
+    path: Path
+    origin: str
+    manifest: Manifest | None = None
+    status: str = "ok"
+    message: str = ""
+    stages: list = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """True when its stages may be used."""
+        return self.status in ("ok", "warning")
+
+    def to_dict(self) -> dict:
+        """Plain dict for ``eegkit plugins list --json``."""
+        m = self.manifest
+        return {"name": self.name, "path": str(self.path), "origin": self.origin,
+                "status": self.status, "message": self.message,
+                "version": m.version if m else None, "api": m.api if m else None,
+                "description": m.description if m else "",
+                "ui_bundle": str(m.ui_bundle) if m and m.ui_bundle else None,
+                "stages": [s.to_dict() for s in m.stages] if m else []}
+
+
+def package_dir(name: str) -> Path | None:
+    """Folder of bundled files (``plugins`` or ``widgets``): inside the installed
+    package, or beside the package in a source checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_bundled" / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_paths() -> list:
+    """Plugin folders searched, in priority order, as ``(path, origin)``."""
+    paths = []
+    for entry in os.environ.get("EEGKIT_PLUGINS_PATH", "").split(os.pathsep):
+        if entry.strip():
+            paths.append((Path(entry).expanduser(), "EEGKIT_PLUGINS_PATH"))
+    paths.append((Path.cwd() / "plugins", "project"))
+    bundled = package_dir("plugins")
+    if bundled is not None:
+        paths.append((bundled, "bundled"))
+    return paths
+
+
+def discover(paths=None, entry_points: bool = True) -> list:
+    """Find every plugin.
+
+    Parameters
+    ----------
+    paths : list of path-like, optional
+        Folders whose sub-folders are plugins. Default: ``EEGKIT_PLUGINS_PATH``,
+        ``./plugins``, then the bundled plugins.
+    entry_points : bool
+        Also look at the ``eegkit.plugins`` entry-point group.
+
+    Returns
+    -------
+    list of PluginRecord
+        One per plugin folder found, in priority order; never raises for a bad plugin.
+    """
+    places = default_paths() if paths is None else [(Path(p), "path") for p in paths]
+    records, seen_dirs, by_name = [], set(), {}
+    candidates = []
+    for root, origin in places:
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and not folder.name.startswith((".", "_")):
+                if (folder / MANIFEST).exists() or any(folder.glob("*.py")):
+                    candidates.append((folder, origin, folder.name))
+    if entry_points:
+        candidates.extend(_entry_point_folders())
+    for folder, origin, expected in candidates:
+        key = folder.resolve() if folder.exists() else folder
+        if key in seen_dirs:
+            continue
+        seen_dirs.add(key)
+        record = inspect_folder(folder, origin, expected)
+        if record.name in by_name and by_name[record.name].status != "error":
+            first = by_name[record.name]
+            record.status = "shadowed"
+            record.message = (f"plugin '{record.name}' at {folder} is shadowed by the one found "
+                              f"first at {first.path}")
+        else:
+            by_name.setdefault(record.name, record)
+        records.append(record)
+    return records
+
+
+def inspect_folder(folder: Path, origin: str, expected: str | None) -> PluginRecord:
+    """Read one plugin folder into a PluginRecord (errors are kept, not raised)."""
+    record = PluginRecord(name=expected or folder.name, path=folder, origin=origin)
+    try:
+        manifest = read_manifest(folder, expected_name=expected)
+    except ManifestError as exc:
+        record.status, record.message = "error", str(exc)
+        return record
+    record.manifest = manifest
+    record.name = manifest.name
+    record.stages = [s.type for s in manifest.stages]
+    try:
+        warning = check_api(manifest)
+    except ApiVersionError as exc:
+        record.status, record.message = "rejected", str(exc)
+        return record
+    if warning:
+        record.status, record.message = "warning", warning
+    return record
+
+
+def _entry_point_folders() -> list:
+    """Folders of plugins installed as packages (entry point value = package name)."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    try:
+        eps = entry_points(group=ENTRY_POINT_GROUP)
+    except TypeError:  # Python < 3.10
+        eps = entry_points().get(ENTRY_POINT_GROUP, [])
+    found = []
+    for ep in eps:
+        module = ep.value.split(":")[0].strip()
+        try:
+            # find_spec of a top-level package locates it without executing it
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.submodule_search_locations:
+            found.append((Path(f"<entry point {ep.name} = {ep.value}>"), "entry-point", ep.name))
+            continue
+        found.append((Path(list(spec.submodule_search_locations)[0]), "entry-point", ep.name))
+    return found

@@ -1,0 +1,113 @@
+"""PluginManager: the discovered plugins, and the stage types they provide."""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import warnings
+
+from .._errors import PipelineError
+from ._discovery import discover
+from ._loader import load_stage_code
+
+
+class PluginApiWarning(UserWarning):
+    """A plugin targets a newer minor plugin API than this eegkit."""
+
+
+class PluginManager:
+    """Discovered plugins and their stage types.
+
+    Parameters
+    ----------
+    paths : list of path-like, optional
+        Plugin folders to search instead of the defaults (``EEGKIT_PLUGINS_PATH``,
+        ``./plugins``, the bundled plugins).
+    entry_points : bool
+        Also use plugins installed as packages (``eegkit.plugins`` entry points).
+    """
+
+    def __init__(self, paths=None, entry_points: bool = True):
+        self.paths = paths
+        self.entry_points = entry_points
+        self._lock = threading.RLock()
+        self._warned = set()
+        self.refresh()
+
+    def refresh(self) -> list:
+        """Discover again (new, removed or edited manifests); return the records."""
+        with self._lock:
+            self.records = discover(self.paths, self.entry_points)
+            self._types = {}
+            for rec in self.records:
+                if rec.manifest is not None and rec.status != "shadowed":
+                    for spec in rec.manifest.stages:
+                        self._types.setdefault(spec.type, (rec, spec))
+            return self.records
+
+    def record(self, name: str):
+        """The record of plugin ``name`` (the first found), or None."""
+        return next((r for r in self.records if r.name == name and r.status != "shadowed"), None)
+
+    def stage_types(self) -> list:
+        """Every usable stage type."""
+        return sorted(t for t, (rec, _) in self._types.items() if rec.usable)
+
+    def spec(self, stage_type: str, where: str = "stage"):
+        """``(record, StageSpec)`` of a stage type, or a PipelineError saying why not."""
+        if not isinstance(stage_type, str):
+            raise PipelineError(f"{where}: stage type must be a string, got {stage_type!r}")
+        found = self._types.get(stage_type)
+        if found is None:
+            plugin = stage_type.split(".", 1)[0]
+            rec = self.record(plugin)
+            if rec is not None and not rec.usable:
+                raise PipelineError(f"{where}: stage type '{stage_type}' comes from plugin "
+                                    f"'{plugin}', which is {rec.status}: {rec.message}")
+            hint = difflib.get_close_matches(stage_type, list(self._types), n=1)
+            extra = f" Did you mean '{hint[0]}'?" if hint else ""
+            known = ", ".join(self.stage_types()) or "none"
+            raise PipelineError(f"{where}: unknown stage type '{stage_type}'.{extra} "
+                                f"Known stage types: {known}.")
+        rec, spec = found
+        if not rec.usable:
+            raise PipelineError(f"{where}: stage type '{stage_type}' comes from plugin "
+                                f"'{rec.name}', which is {rec.status}: {rec.message}")
+        if rec.status == "warning" and rec.name not in self._warned:
+            self._warned.add(rec.name)
+            warnings.warn(rec.message, PluginApiWarning, stacklevel=3)
+        return rec, spec
+
+    def load(self, stage_type: str, where: str = "stage", reload: bool = False):
+        """Import and compile the code of a stage type (see ``load_stage_code``)."""
+        rec, spec = self.spec(stage_type, where)
+        return load_stage_code(rec.manifest, spec, reload=reload)
+
+
+_DEFAULT = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_manager() -> PluginManager:
+    """The process-wide manager used when none is given."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = PluginManager()
+        return _DEFAULT
+
+
+def list_plugins(refresh: bool = True) -> list:
+    """Discover plugins and return one record per plugin found.
+
+    Parameters
+    ----------
+    refresh : bool
+        Discover again instead of returning the last result.
+
+    Returns
+    -------
+    list of PluginRecord
+    """
+    manager = default_manager()
+    return manager.refresh() if refresh else manager.records

@@ -1,0 +1,246 @@
+"""plugin.toml: read, validate, and describe a plugin without importing its code."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._errors import ApiVersionError, ManifestError
+from ._params import ParamSpec, parse_param
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+HOST_API = (1, 0)
+MANIFEST = "plugin.toml"
+VIEWS = ("scope", "spectrum", "bars", "ui", "none")
+ISOLATION = ("none", "process")
+PLUGIN_KEYS = ("name", "version", "api", "description", "authors", "license", "homepage")
+STAGE_KEYS = ("type", "module", "setup", "process", "view", "description", "isolation", "params")
+TOP_KEYS = ("plugin", "stage", "ui")
+UI_KEYS = ("bundle",)
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[0-9A-Za-z.]+)?$")
+API_RE = re.compile(r"^(\d+)\.(\d+)$")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One ``[[stage]]`` of a manifest."""
+
+    type: str
+    plugin: str
+    module: Path
+    setup: str
+    process: str
+    view: str | None
+    description: str
+    isolation: str
+    params: dict  # name -> ParamSpec, in declaration order
+
+    def to_dict(self) -> dict:
+        """Plain dict for listings."""
+        return {"type": self.type, "module": self.module.name, "view": self.view,
+                "description": self.description, "isolation": self.isolation,
+                "params": {n: p.to_dict() for n, p in self.params.items()}}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated ``plugin.toml``."""
+
+    name: str
+    version: str
+    api: str
+    description: str
+    path: Path            # the plugin folder
+    stages: tuple         # of StageSpec
+    ui_bundle: Path | None
+
+    @property
+    def api_tuple(self) -> tuple:
+        """``api`` as ``(major, minor)``."""
+        major, minor = API_RE.match(self.api).groups()
+        return int(major), int(minor)
+
+
+def read_manifest(folder, expected_name: str | None = None) -> Manifest:
+    """Read and validate ``folder/plugin.toml``.
+
+    Parameters
+    ----------
+    folder : path-like
+        The plugin folder.
+    expected_name : str, optional
+        The name the plugin must have (the folder name for folder plugins).
+
+    Raises
+    ------
+    ManifestError
+        With the file, the field, what was expected and what was found.
+    """
+    folder = Path(folder)
+    file = folder / MANIFEST
+    where = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{where}: no plugin.toml in this plugin folder") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{where}: cannot read: {exc}") from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ManifestError(f"{where}: invalid TOML: {exc}") from None
+    _check_keys(doc, TOP_KEYS, where, "top level")
+    plugin = _table(doc, "plugin", where)
+    _check_keys(plugin, PLUGIN_KEYS, where, "[plugin]")
+    name = _string(plugin, "name", where, "[plugin]")
+    _check_name(name, expected_name, where)
+    version = _string(plugin, "version", where, "[plugin]")
+    if not VERSION_RE.match(version):
+        raise ManifestError(f"{where}: [plugin] version must look like '1.2.0', got {version!r}")
+    api = _string(plugin, "api", where, "[plugin]")
+    if not API_RE.match(api):
+        raise ManifestError(f"{where}: [plugin] api must be 'MAJOR.MINOR' like '1.0', got {api!r}")
+    description = _string(plugin, "description", where, "[plugin]", default="")
+    ui = doc.get("ui", {})
+    if not isinstance(ui, dict):
+        raise ManifestError(f"{where}: [ui] must be a table, got {type(ui).__name__}")
+    _check_keys(ui, UI_KEYS, where, "[ui]")
+    bundle = None
+    if "bundle" in ui:
+        bundle = _inside(folder, _string(ui, "bundle", where, "[ui]"), where, "[ui] bundle", ".js")
+    stages = doc.get("stage", [])
+    if not isinstance(stages, list) or not stages:
+        raise ManifestError(f"{where}: expected at least one [[stage]] table")
+    specs, seen = [], set()
+    for i, stage in enumerate(stages):
+        spec = _read_stage(stage, i, name, folder, bundle, where)
+        if spec.type in seen:
+            raise ManifestError(f"{where}: stage type {spec.type!r} is declared twice")
+        seen.add(spec.type)
+        specs.append(spec)
+    return Manifest(name=name, version=version, api=api, description=description,
+                    path=folder, stages=tuple(specs), ui_bundle=bundle)
+
+
+def check_api(manifest: Manifest) -> str | None:
+    """Apply the plugin-API version policy.
+
+    Returns a warning text when the plugin targets a newer minor version than the
+    host; raises ApiVersionError when the major versions differ.
+    """
+    major, minor = manifest.api_tuple
+    host = f"{HOST_API[0]}.{HOST_API[1]}"
+    if major != HOST_API[0]:
+        raise ApiVersionError(
+            f"{manifest.path / MANIFEST}: plugin '{manifest.name}' targets plugin API "
+            f"{manifest.api}, but this eegkit speaks plugin API {host}; major versions must "
+            f"match. Use a version of the plugin written for API {HOST_API[0]}.x.")
+    if minor > HOST_API[1]:
+        return (f"plugin '{manifest.name}' targets plugin API {manifest.api}, newer than this "
+                f"eegkit's {host}; it is loaded, but features newer than {host} may not work. "
+                f"Upgrade eegkit to silence this warning.")
+    return None
+
+
+def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
+    label = f"[[stage]] #{i + 1}"
+    if not isinstance(stage, dict):
+        raise ManifestError(f"{where}: {label} must be a table")
+    _check_keys(stage, STAGE_KEYS, where, label)
+    stype = _string(stage, "type", where, label)
+    label = f"stage {stype!r}"
+    suffix = stype.split(".", 1)[-1]
+    if not stype.startswith(name + ".") or not NAME_RE.match(suffix):
+        raise ManifestError(f"{where}: stage type {stype!r} must be '{name}.<lowercase_name>' "
+                            f"(e.g. '{name}.{_snake(suffix)}')")
+    module = _inside(folder, _string(stage, "module", where, label), where,
+                     f"{label} module", ".py")
+    setup = _string(stage, "setup", where, label, default="setup")
+    process = _string(stage, "process", where, label, default="process")
+    for key, fn in (("setup", setup), ("process", process)):
+        if not fn.isidentifier():
+            raise ManifestError(f"{where}: {label} {key} must be a function name, got {fn!r}")
+    view = stage.get("view")
+    if view is not None and view not in VIEWS:
+        raise ManifestError(f"{where}: {label} view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if view == "ui" and bundle is None:
+        raise ManifestError(f"{where}: {label} has view = \"ui\" but the manifest has no "
+                            f"[ui] bundle = \"ui/bundle.js\"")
+    isolation = stage.get("isolation", "none")
+    if isolation not in ISOLATION:
+        raise ManifestError(f"{where}: {label} isolation must be one of {', '.join(ISOLATION)}, "
+                            f"got {isolation!r}")
+    raw_params = stage.get("params", {})
+    if not isinstance(raw_params, dict):
+        raise ManifestError(f"{where}: {label} params must be a table")
+    params = {k: parse_param(k, v, f"{where}: {label}") for k, v in raw_params.items()}
+    return StageSpec(type=stype, plugin=name, module=module, setup=setup, process=process,
+                     view=view, description=_string(stage, "description", where, label, default=""),
+                     isolation=isolation, params=params)
+
+
+def _check_keys(table, allowed, where, label):
+    unknown = [k for k in table if k not in allowed]
+    if unknown:
+        import difflib
+
+        hints = [difflib.get_close_matches(k, allowed, n=1) for k in unknown]
+        hint = "".join(f" Did you mean '{h[0]}' for '{k}'?" for k, h in zip(unknown, hints) if h)
+        raise ManifestError(f"{where}: unknown key(s) {unknown} in {label}; allowed are "
+                            f"{', '.join(allowed)}.{hint}")
+
+
+def _table(doc, key, where):
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}: missing [{key}] table" if value is None
+                            else f"{where}: [{key}] must be a table, got {type(value).__name__}")
+    return value
+
+
+def _string(table, key, where, label, default=None):
+    if key not in table:
+        if default is not None:
+            return default
+        raise ManifestError(f"{where}: {label} is missing the required key '{key}'")
+    value = table[key]
+    if not isinstance(value, str):
+        raise ManifestError(f"{where}: {label} {key} must be a string, got "
+                            f"{type(value).__name__} {value!r}")
+    return value
+
+
+def _check_name(name, expected, where):
+    if not NAME_RE.match(name):
+        raise ManifestError(f"{where}: [plugin] name must be lowercase letters, digits and '_' "
+                            f"(a Python identifier), got {name!r}")
+    if expected is not None and name != expected:
+        raise ManifestError(f"{where}: [plugin] name {name!r} must equal the folder name {expected!r}")
+
+
+def _inside(folder: Path, rel: str, where: str, label: str, suffix: str) -> Path:
+    """Resolve ``rel`` inside ``folder``, refusing anything that escapes it (symlinks too)."""
+    if Path(rel).is_absolute() or "\\" in rel:
+        raise ManifestError(f"{where}: {label} must be a relative path inside the plugin "
+                            f"folder, got {rel!r}")
+    root = folder.resolve()
+    target = (folder / rel).resolve()
+    if root != target and root not in target.parents:
+        raise ManifestError(f"{where}: {label} {rel!r} leaves the plugin folder (resolves to "
+                            f"{target}); every path must stay inside {root}")
+    if target.suffix != suffix:
+        raise ManifestError(f"{where}: {label} must be a {suffix} file, got {rel!r}")
+    if not target.is_file():
+        raise ManifestError(f"{where}: {label} {rel!r} does not exist in {folder}")
+    return target
+
+
+def _snake(text):
+    return re.sub(r"[^a-z0-9_]", "_", re.sub(r"(?<!^)(?=[A-Z])", "_", text).lower()) or "stage"
