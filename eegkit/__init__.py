@@ -15,6 +15,14 @@ from .sources import ArraySource, Source, make_source
 
 __version__ = "0.1.0"
 
+
+def load_ipython_extension(ipython):
+    """``%load_ext eegkit``: register the ``%eegkit`` and ``%%eegkit_stage`` magics."""
+    from ._magics import load_ipython_extension as load
+
+    load(ipython)
+
+
 __all__ = [
     "Pipeline", "Stage", "StreamInfo", "jit", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "make_source",

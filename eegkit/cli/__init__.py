@@ -11,7 +11,7 @@ import sys
 from .._errors import EegkitError
 
 # sub-command modules, in help order
-COMMANDS = ("run", "plugins")
+COMMANDS = ("run", "plugins", "new-plugin", "batch", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eegkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
+        try:
+            module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name.replace('-', '_')}":
+                raise
+            continue  # that command is not part of this build
         module.add_parser(sub)
     return parser
 
