@@ -1,0 +1,256 @@
+"""Sliding-window power spectra and band powers of EEG rhythms.
+
+Windows are defined on the stream's global sample index: window ``k`` covers input
+samples ``k * step ... k * step + window - 1`` and is emitted by the chunk that
+contains its last sample. Each channel keeps a ring buffer of its last ``window``
+samples and the stream keeps a sample counter, so a recording processed whole and
+the same recording pushed in chunks of any sizes give bit-identical outputs.
+
+The spectrum of a window is the one-sided periodogram density of
+``scipy.signal.periodogram(seg, fs, window="hann", detrend=False, scaling="density")``.
+numba has no FFT, so the kernel evaluates the DFT of the wanted bins directly, with
+cos/sin tables made in ``setup``: ``O(window * n_bins)`` per channel and window, and
+plain loops (no BLAS) so the result does not depend on how samples were chunked.
+
+Output blocks: when a chunk completes ``n`` windows, the kernel returns a freshly
+allocated ``(n_rows, n)`` array (one allocation per chunk that completes a window,
+none otherwise), never a view of its state, so outputs stay valid after later chunks.
+A chunk that completes no window returns a ``(n_rows, 0)`` array.
+"""
+
+import numpy as np
+from scipy import signal
+
+from eegkit._errors import ParameterError
+from eegkit._numba import jit
+
+BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
+
+
+def setup_spectrum(info, window=256, step=32, fmin=0.0, fmax=None):
+    """Power spectral density of each window, for the bins in ``[fmin, fmax]``.
+
+    Parameters
+    ----------
+    info : StreamInfo
+        Input stream (a time series).
+    window : int
+        Samples per window (Hann, periodic).
+    step : int
+        Samples between the starts of consecutive windows.
+    fmin, fmax : float
+        Frequency range in Hz (both ends included); ``fmax`` None or 0 means Nyquist.
+
+    Returns
+    -------
+    tuple
+        ``(state, output_info)``; the output is a ``"spectrum"`` stream with one row per
+        (channel, bin), unit ``<unit>²/Hz``, at ``sfreq / step`` windows per second.
+    """
+    stage = "brain_fft.spectrum"
+    window, step = _check_windowing(info, window, step, stage)
+    freqs = np.fft.rfftfreq(window, 1.0 / info.sfreq)
+    nyquist = info.sfreq / 2.0
+    if fmax is None or fmax == 0:
+        fmax = nyquist
+    if fmin < 0:
+        raise ParameterError(f"{stage}: 'fmin' must be >= 0 Hz, got {fmin!r}")
+    if fmax > nyquist:
+        raise ParameterError(f"{stage}: 'fmax' = {float(fmax)} Hz must be at most Nyquist "
+                             f"({nyquist} Hz) for sfreq {info.sfreq}; use 0 for Nyquist")
+    if not fmin <= fmax:
+        raise ParameterError(f"{stage}: 'fmin' ({fmin} Hz) must not exceed 'fmax' ({fmax} Hz)")
+    bins = np.flatnonzero((freqs >= fmin) & (freqs <= fmax))
+    if bins.size == 0:
+        raise ParameterError(f"{stage}: no frequency bin lies in [{fmin}, {fmax}] Hz; bins are "
+                             f"{info.sfreq / window:g} Hz apart for window={window} at sfreq "
+                             f"{info.sfreq}: widen the range or lengthen the window")
+    # every bin is its own group, summed once and scaled by 1: the density itself
+    starts = np.arange(bins.size, dtype=np.int64)
+    state = _state(info, window, step, bins, starts, starts + 1, 1.0)
+    labels = [f"{f:g}" for f in freqs[bins]]
+    out = info.expand("spectrum", labels, freqs[bins], sfreq=info.sfreq / step)
+    return state, out.replace(units=tuple(f"{u}²/Hz" for u in out.units))
+
+
+def setup_band_power(info, window=256, step=32, bands=(1.0, 4.0, 8.0, 13.0, 30.0, 45.0),
+                     band_names=BAND_NAMES):
+    """Power in frequency bands for each window.
+
+    Band ``i`` is ``[bands[i], bands[i + 1])``: its power is the sum of the periodogram
+    density over the bins with ``lo <= f < hi``, times the bin spacing ``sfreq / window``.
+
+    Parameters
+    ----------
+    info : StreamInfo
+        Input stream (a time series).
+    window, step : int
+        As in :func:`setup_spectrum`.
+    bands : list of float
+        Increasing band edges in Hz, at most Nyquist.
+    band_names : list of str
+        One name per band (``len(bands) - 1``).
+
+    Returns
+    -------
+    tuple
+        ``(state, output_info)``; the output is a ``"features"`` stream whose axis is the
+        band names (axis values: band centres), one row per (channel, band), unit ``<unit>²``.
+    """
+    stage = "brain_fft.band_power"
+    window, step = _check_windowing(info, window, step, stage)
+    edges = np.asarray(bands, dtype=np.float64)
+    names = [str(n) for n in band_names]
+    nyquist = info.sfreq / 2.0
+    if edges.ndim != 1 or edges.size < 2:
+        raise ParameterError(f"{stage}: 'bands' needs at least two edges, got {list(bands)!r}")
+    if not np.all(np.diff(edges) > 0):
+        raise ParameterError(f"{stage}: 'bands' edges must increase strictly, got {list(bands)!r}")
+    if edges[0] < 0 or edges[-1] > nyquist:
+        raise ParameterError(f"{stage}: 'bands' edges must lie in [0, {nyquist}] Hz (Nyquist "
+                             f"for sfreq {info.sfreq}), got {list(bands)!r}")
+    if len(names) != edges.size - 1:
+        raise ParameterError(f"{stage}: 'band_names' needs one name per band: {edges.size - 1} "
+                             f"for bands={list(bands)!r}, got {len(names)} ({names!r})")
+    if len(set(names)) != len(names) or any(not n or ":" in n for n in names):
+        raise ParameterError(f"{stage}: 'band_names' must be distinct, non-empty and without ':', "
+                             f"got {names!r}")
+    freqs = np.fft.rfftfreq(window, 1.0 / info.sfreq)
+    bins = np.flatnonzero((freqs >= edges[0]) & (freqs < edges[-1]))
+    # bins ascend, so band i is the run of bins in [edges[i], edges[i + 1])
+    starts = np.searchsorted(freqs[bins], edges[:-1], side="left").astype(np.int64)
+    stops = np.searchsorted(freqs[bins], edges[1:], side="left").astype(np.int64)
+    for name, lo, hi, a, b in zip(names, edges[:-1], edges[1:], starts, stops):
+        if a == b:
+            raise ParameterError(f"{stage}: band '{name}' [{lo:g}, {hi:g}) Hz contains no "
+                                 f"frequency bin; bins are {info.sfreq / window:g} Hz apart for "
+                                 f"window={window} at sfreq {info.sfreq}: widen the band or "
+                                 f"lengthen the window")
+    state = _state(info, window, step, bins, starts, stops, info.sfreq / window)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    out = info.expand("features", names, centres, sfreq=info.sfreq / step)
+    return state, out.replace(units=tuple(f"{u}²" for u in out.units))
+
+
+def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
+                    seg, psd, starts, stops, scale, empty):
+    """Feed ``x`` into the ring buffers; return one column per window completed.
+
+    Row ``c * n_groups + g`` of the output is ``scale * sum(psd[starts[g]:stops[g]])``
+    for channel ``c``, where ``psd`` is the periodogram density of the selected ``bins``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_channels, n_samples)
+        Input block (not modified).
+    ring : ndarray, shape (n_channels, window)
+        Last ``window`` samples; sample ``i`` of the stream lives at column ``i % window``.
+    count : ndarray of int64, shape (1,)
+        Samples seen before this block.
+    step : int
+        Samples between window starts.
+    win, cos_table, sin_table : ndarray, shape (window,)
+        Hann window and ``cos``/``sin`` of ``2 pi m / window``.
+    bins : ndarray of int64
+        DFT bins computed.
+    gain : ndarray
+        Density scaling per bin (one-sided doubling included).
+    seg, psd : ndarray
+        Scratch: windowed segment, and density of the ``bins``.
+    starts, stops : ndarray of int64
+        Groups of consecutive entries of ``psd`` summed into one output row each.
+    scale : float
+        Factor applied to every sum (1 for a spectrum, the bin width for band powers).
+    empty : ndarray, shape (n_rows, 0)
+        Returned when no window completes; its dtype is the output dtype.
+
+    Returns
+    -------
+    ndarray, shape (n_channels * n_groups, n_windows)
+    """
+    n_channels, n_samples = x.shape
+    n_window = ring.shape[1]
+    n_groups = starts.shape[0]
+    first = count[0]
+    last = first + n_samples - 1
+    # window k ends at global sample n_window - 1 + k * step
+    if last < n_window - 1:
+        k_first, k_last = 0, -1
+    else:
+        k_first = 0 if first <= n_window - 1 else (first - (n_window - 1) + step - 1) // step
+        k_last = (last - (n_window - 1)) // step
+    n_out = k_last - k_first + 1
+    out = empty if n_out <= 0 else np.empty((empty.shape[0], n_out), empty.dtype)
+    end = n_window - 1 + k_first * step  # global index of the next window's last sample
+    t = 0
+    j = 0
+    while t < n_samples:
+        stop = min(end - first + 1, n_samples)
+        for c in range(n_channels):
+            for i in range(t, stop):
+                ring[c, (first + i) % n_window] = x[c, i]
+        t = stop
+        if end <= last:
+            for c in range(n_channels):
+                _window_psd(ring, c, end - n_window + 1, win, cos_table, sin_table, bins, gain,
+                            seg, psd)
+                for g in range(n_groups):
+                    total = 0.0
+                    for b in range(starts[g], stops[g]):
+                        total += psd[b]
+                    out[c * n_groups + g, j] = total * scale
+            j += 1
+            end += step
+    count[0] = first + n_samples
+    return out
+
+
+@jit
+def _window_psd(ring, c, start, win, cos_table, sin_table, bins, gain, seg, psd):
+    """Periodogram density of channel ``c`` over the window starting at global ``start``."""
+    n = win.shape[0]
+    head = start % n
+    for i in range(n - head):
+        seg[i] = win[i] * ring[c, head + i]
+    for i in range(n - head, n):
+        seg[i] = win[i] * ring[c, i - (n - head)]
+    for b in range(bins.shape[0]):
+        k = bins[b]
+        re = 0.0
+        im = 0.0
+        m = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
+        for i in range(n):
+            re += seg[i] * cos_table[m]
+            im += seg[i] * sin_table[m]
+            m += k
+            if m >= n:
+                m -= n
+        psd[b] = (re * re + im * im) * gain[b]
+
+
+def _state(info, window, step, bins, starts, stops, scale):
+    """Tables, scratch and ring buffer handed to :func:`process_windows`."""
+    win = signal.get_window("hann", window).astype(np.float64)
+    density = 1.0 / (info.sfreq * np.sum(win * win))
+    gain = np.full(bins.size, density)
+    # one-sided: every bin but DC (and Nyquist for an even window) carries its mirror's power
+    mirrored = (bins > 0) & ~((window % 2 == 0) & (bins == window // 2))
+    gain[mirrored] *= 2.0
+    phase = 2.0 * np.pi * np.arange(window) / window
+    n_rows = info.n_channels * starts.size
+    return (np.zeros((info.n_channels, window)), np.zeros(1, dtype=np.int64), int(step), win,
+            np.cos(phase), np.sin(phase), bins.astype(np.int64), gain, np.zeros(window),
+            np.zeros(bins.size), starts, stops, float(scale),
+            np.zeros((n_rows, 0), dtype=info.dtype))
+
+
+def _check_windowing(info, window, step, stage):
+    """Validate the input kind, ``window`` and ``step``; return them as ints."""
+    if info.kind != "timeseries":
+        raise ParameterError(f"{stage}: input must be a timeseries stream, got a {info.kind!r} "
+                             f"stream")
+    if int(window) != window or window < 2:
+        raise ParameterError(f"{stage}: 'window' must be an integer >= 2 samples, got {window!r}")
+    if int(step) != step or step < 1:
+        raise ParameterError(f"{stage}: 'step' must be an integer >= 1 sample, got {step!r}")
+    return int(window), int(step)
