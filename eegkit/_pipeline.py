@@ -355,10 +355,21 @@ class Pipeline:
         stop(self)
 
     def show(self):
-        """Dashboard: every stage's view, start/stop/reset, statistics, parameter controls."""
-        from ._dashboard import Dashboard
+        """Dashboard: every stage's view, start/stop/reset, statistics, parameter controls.
 
-        return Dashboard(self)
+        The same dashboard is returned while the stages stay the same.
+        """
+        from ._dashboard import dashboard_for
+
+        return dashboard_for(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """In a notebook kernel the pipeline shows as its dashboard; elsewhere as text."""
+        from ._dashboard import in_kernel
+
+        if not in_kernel():
+            return {"text/plain": repr(self)}
+        return self.show()._repr_mimebundle_(include=include, exclude=exclude)
 
     # -- reporting -------------------------------------------------------------------
     def stats(self) -> list:
