@@ -94,6 +94,9 @@ class StreamView(anywidget.AnyWidget):
 
     def __init__(self, info, view="scope", title="", fps=30.0, seconds=5.0, *,
                  frames=None, max_points=1000, **traits):
+        self._closed = False
+        self._stop = threading.Event()
+        self._pacer = None
         info = info if isinstance(info, StreamInfo) else StreamInfo.from_dict(dict(info))
         path = _view_path(view)
         _check_traits(traits)
@@ -109,9 +112,6 @@ class StreamView(anywidget.AnyWidget):
         self.frames = frames
         self.max_points = int(max_points)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._pacer = None
-        self._closed = False
         self._seq = 0        # last frame number sent
         self._acked = 0      # last frame number the browser drew
         self._sent = 0
@@ -274,7 +274,7 @@ class WindowBuffer:
         # (rows, buckets, [min, max]); only used when step > 1
         self.minmax = np.zeros((n_rows, self.n_buckets if self.step > 1 else 0, 2), np.float32)
         self.start = self.end = None  # valid absolute samples: [max(start, end - cap), end)
-        self.done = 0                 # absolute bucket index reduced so far
+        self.done = self.kept = 0     # buckets [kept, done) hold their min/max in `minmax`
         self.sent_end = None          # self.end when the last frame was built
 
     def write(self, block, first):
@@ -282,7 +282,7 @@ class WindowBuffer:
         n = block.shape[1]
         if first != self.end:  # first block, or a gap/restart: start a new window
             self.start = self.end = first
-            self.done = -(-first // self.step)
+            self.done = self.kept = -(-first // self.step)
             self.sent_end = None
         if n > self.cap:
             block, first, n = block[:, n - self.cap:], first + n - self.cap, self.cap
@@ -301,25 +301,30 @@ class WindowBuffer:
         if not self.has_news():
             return None
         step, nb = self.step, self.n_buckets
-        lo = max(self.start, self.end - self.cap)       # first valid sample
+        lo = max(self.start, self.end - self.cap)       # first sample still in the ring
         if step == 1:
             out = np.empty((self.n_rows, self.cap), np.float32)
             s = self.end % self.cap
             out[:, :self.cap - s] = self.ring[:, s:]
             out[:, self.cap - s:] = self.ring[:, :s]
             t0 = self.end - self.cap
+            n_invalid = lo - t0
             layout = "raw"
         else:
             k_end = self.end // step                    # complete buckets: [.., k_end)
-            self._reduce(max(self.done, -(-lo // step), k_end - nb), k_end)
+            k0 = max(self.done, -(-lo // step), k_end - nb)
+            if k0 > self.done:   # buckets were overwritten before they were reduced
+                self.kept = k0
+            self._reduce(k0, k_end)
             self.done = k_end
+            self.kept = max(self.kept, k_end - nb)
             out = np.empty((self.n_rows, nb, 2), np.float32)
             s = k_end % nb
             out[:, :nb - s] = self.minmax[:, s:]
             out[:, nb - s:] = self.minmax[:, :s]
             t0 = (k_end - nb) * step
+            n_invalid = min(nb, self.kept - (k_end - nb))
             layout = "minmax"
-        n_invalid = min(nb, max(0, -(-(lo - t0) // step)))
         out[:, :n_invalid] = np.nan
         self.sent_end = self.end
         content = {"layout": layout, "shape": list(out.shape), "first_sample": int(t0),
@@ -469,8 +474,12 @@ class SocketComm(BaseComm):
         self.session.send(self.push, msg_type, content, metadata=json_clean(metadata or {}),
                           ident=self.topic, buffers=buffers)
 
-    def recv(self) -> list:
-        """Custom messages sent so far: list of (content, buffers)."""
+    def recv(self, method="custom") -> list:
+        """Messages sent since the last call, as (content, buffers).
+
+        ``method="custom"`` gives the contents of custom messages (frames);
+        ``"update"`` the state of trait updates.
+        """
         import zmq
 
         out = []
@@ -479,8 +488,8 @@ class SocketComm(BaseComm):
             _, msg_parts = self.session.feed_identities(parts)
             msg = self.session.deserialize(msg_parts)
             data = msg["content"].get("data", {})
-            if data.get("method") == "custom":
-                out.append((data["content"], msg["buffers"]))
+            if data.get("method") == method:
+                out.append((data.get("content", data.get("state")), msg["buffers"]))
         return out
 
     def deliver(self, content: dict) -> None:

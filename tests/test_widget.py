@@ -1,0 +1,335 @@
+"""StreamView without a browser: frames, decimation, pacing, status, threads.
+
+Frames are read back through ``SocketComm``: the kernel's own serialization (a
+signed jupyter Session) over a real zmq socket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from eegkit._errors import ParameterError
+from eegkit._info import StreamInfo
+from eegkit._widget import MAX_UNACKED, SocketComm, StreamView, frame_cost, widgets_dir
+
+
+def names(n):
+    return [f"ch{i}" for i in range(n)]
+
+
+@pytest.fixture
+def make_view():
+    """StreamView factory wired to a SocketComm; closes everything afterwards."""
+    made = []
+
+    def make(info, **kw):
+        view = StreamView(info, **kw)
+        comm = view.comm = SocketComm(view)
+        made.append((view, comm))
+        return view, comm
+
+    yield make
+    for view, comm in made:
+        view.close()
+        comm.shutdown()
+
+
+def frames_of(comm):
+    """Decoded frames sent so far: list of (content, float32 array of content['shape'])."""
+    return [(c, np.frombuffer(b[0], np.float32).reshape(c["shape"])) for c, b in comm.recv()]
+
+
+def expected_minmax(x, end, step, n_buckets):
+    """Reference: min/max of the n_buckets complete buckets before `end`, aligned to index 0."""
+    k_end = end // step
+    lo = (k_end - n_buckets) * step
+    seg = x[:, lo:k_end * step].astype(np.float32)
+    seg = seg.reshape(x.shape[0], n_buckets, step)
+    return np.stack([seg.min(axis=2), seg.max(axis=2)], axis=-1), lo
+
+
+# -- view files ---------------------------------------------------------------------
+def test_builtin_view_files_exist_and_inline_their_shared_helpers():
+    for name in ("scope", "spectrum", "bars"):
+        assert (widgets_dir() / f"{name}.js").is_file()
+        esm = str(StreamView(StreamInfo(100.0, ["a"]), view=name)._esm)
+        assert "./_common.js" not in esm.split("// inlined ./_common.js")[1]
+        assert "function mountView" in esm and "msg:custom" in esm
+        assert esm.count("export default") == 1
+        assert "\nexport function attachStream" not in esm  # common exports were made local
+
+
+def test_bundle_path_is_loaded_as_is(tmp_path):
+    bundle = tmp_path / "bundle.js"
+    bundle.write_text("export default { render({ el }) { el.textContent = 'hi'; } };\n")
+    view = StreamView(StreamInfo(10.0, ["a"]), view=str(bundle))
+    assert str(view._esm) == bundle.read_text()
+    assert view.frames == "window"
+
+
+def test_bad_arguments_name_the_culprit(tmp_path):
+    info = StreamInfo(100.0, ["a"])
+    with pytest.raises(ParameterError, match="did you mean 'scope'"):
+        StreamView(info, view="scop")
+    with pytest.raises(ParameterError, match="does not exist"):
+        StreamView(info, view=str(tmp_path / "missing.js"))
+    with pytest.raises(TypeError, match="did you mean 'scale'"):
+        StreamView(info, scael=2.0)
+    with pytest.raises(ParameterError, match="'frames'"):
+        StreamView(info, frames="all")
+    view = StreamView(StreamInfo(100.0, names(3)))
+    with pytest.raises(ParameterError, match=r"expected blocks of shape \(3, n_samples\), got \(2, 5\)"):
+        view.feed(np.zeros((2, 5)), 0)
+    view.close()
+
+
+# -- window frames (scope) -------------------------------------------------------------
+@pytest.mark.parametrize("chunks", [[1], [7], [33], [250, 3, 1, 97, 2000, 11]])
+def test_minmax_decimation_matches_numpy_through_wraparound(make_view, chunks):
+    sfreq, seconds, n_ch = 1000.0, 2.0, 5
+    view, comm = make_view(StreamInfo(sfreq, names(n_ch)), seconds=seconds, max_points=200)
+    buf = view._buf
+    assert buf.step == 20 and buf.n_buckets == 100 and buf.cap == 2000
+    x = np.random.default_rng(1).standard_normal((n_ch, 9000))
+    first = i = last = checked = 0
+    while first < x.shape[1]:
+        n = min(chunks[i % len(chunks)], x.shape[1] - first)
+        view.feed(x[:, first:first + n], first)
+        first, i = first + n, i + 1
+        if first >= buf.cap and (i % 5 == 0 or n > 100):
+            view._acked = view._seq  # acked, as a browser would
+            assert view._tick()
+            (content, data), = frames_of(comm)
+            want, lo = expected_minmax(x, first, buf.step, buf.n_buckets)
+            assert content["layout"] == "minmax" and content["first_sample"] == lo
+            # the oldest bucket is lost when it was overwritten before a frame reduced it,
+            # i.e. when about a whole window arrived since the last frame
+            v = content["valid_from"]
+            assert v == 0 or (v == 1 and first - last > buf.cap - buf.step)
+            last = first
+            assert content["end_sample"] == first
+            assert np.isnan(data[:, :v]).all()
+            np.testing.assert_array_equal(data[:, v:], want[:, v:])
+            checked += 1
+    assert checked >= 3
+
+
+def test_partial_window_is_nan_before_the_first_sample(make_view):
+    view, comm = make_view(StreamInfo(1000.0, names(2)), seconds=1.0, max_points=100)
+    step = view._buf.step
+    x = np.arange(2 * 500, dtype=float).reshape(2, 500)
+    view.feed(x[:, :130], 370)  # stream tapped mid-way: first sample 370
+    assert view._tick()
+    (content, data), = frames_of(comm)
+    k_end = 500 // step
+    first_valid_bucket = -(-370 // step)           # the bucket holding 370 is incomplete
+    assert content["first_sample"] == (k_end - 50) * step
+    assert content["valid_from"] == first_valid_bucket - (k_end - 50)
+    assert np.isnan(data[:, :content["valid_from"]]).all()
+    assert np.isfinite(data[:, content["valid_from"]:]).all()
+    assert data[0, content["valid_from"], 0] == x[0, first_valid_bucket * step - 370]
+
+
+def test_raw_layout_when_the_window_fits(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(3)), seconds=5.0)
+    x = np.random.default_rng(2).standard_normal((3, 1234))
+    view.feed(x[:, :1000], 0)
+    view.feed(x[:, 1000:], 1000)
+    assert view._tick()
+    (content, data), = frames_of(comm)
+    assert content["layout"] == "raw" and content["step"] == 1 and data.shape == (3, 500)
+    np.testing.assert_array_equal(data, x[:, -500:].astype(np.float32))
+
+
+def test_block_longer_than_the_window_and_restart(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(1)), seconds=2.0)
+    x = np.arange(1000.0)[None]
+    view.feed(x, 0)
+    view._tick()
+    (content, data), = frames_of(comm)
+    np.testing.assert_array_equal(data[0], x[0, -200:])
+    view._acked = view._seq
+    view.feed(np.full((1, 50), 7.0), 0)  # stream restarted at sample 0: old samples dropped
+    view._tick()
+    (content, data), = frames_of(comm)
+    assert content["valid_from"] == 150 and np.isnan(data[0, :150]).all() and (data[0, 150:] == 7).all()
+
+
+def test_no_frame_without_new_samples(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(1)))
+    assert not view._tick()
+    view.feed(np.ones((1, 10)), 0)
+    assert view._tick()
+    view._acked = view._seq
+    assert not view._tick()
+    assert len(comm.recv()) == 1
+
+
+# -- latest frames (spectrum, bars) -------------------------------------------------------
+def test_latest_column_reshaped_per_channel(make_view):
+    base = StreamInfo(250.0, ["Fz", "Cz", "Pz"])
+    bands = ["delta", "theta", "alpha", "beta", "gamma"]
+    info = base.expand("features", bands, [2.5, 6, 10, 21, 37.5], 250.0 / 32)
+    view, comm = make_view(info, view="bars")
+    block = np.random.default_rng(3).random((15, 4))
+    view.feed(block, 40)
+    assert view._tick()
+    (content, data), = frames_of(comm)
+    assert content["layout"] == "latest" and content["first_sample"] == 43
+    np.testing.assert_array_equal(data, block[:, -1].reshape(3, 5).astype(np.float32))
+    assert not view.log_scale
+
+
+def test_long_spectra_are_averaged_in_bins(make_view):
+    freqs = np.arange(2049) * 0.25
+    info = StreamInfo(500.0, ["a", "b"]).expand("spectrum", [str(f) for f in freqs], freqs, 10.0)
+    view, comm = make_view(info, view="spectrum", max_points=1000)
+    assert view.log_scale and view._buf.step == 3
+    col = np.random.default_rng(4).random(2 * 2049)
+    view.feed(col[:, None], 0)
+    view._tick()
+    (content, data), = frames_of(comm)
+    want = col.reshape(2, 2049)[:, :2049 // 3 * 3].reshape(2, -1, 3).astype(np.float32).mean(axis=2)
+    np.testing.assert_allclose(data, want, rtol=1e-6)
+    assert content["step"] == 3
+
+
+# -- pacing: drop, never queue ---------------------------------------------------------------
+def test_frames_stop_without_acks_and_resume_with_them(make_view):
+    view, comm = make_view(StreamInfo(1000.0, names(4)))
+    x = np.zeros((4, 40))
+    first = 0
+    sent = []
+    for _ in range(10):
+        view.feed(x, first)
+        first += 40
+        sent.append(view._tick())
+    assert sent == [True] * MAX_UNACKED + [False] * (10 - MAX_UNACKED)
+    frames = comm.recv()
+    assert [c["seq"] for c, _ in frames] == list(range(1, MAX_UNACKED + 1))
+    assert view.stats()["dropped"] == 10 - MAX_UNACKED
+    comm.deliver({"type": "ack", "seq": 1})     # the browser drew frame 1: one slot frees
+    view.feed(x, first)
+    assert view._tick() and not view._tick()
+    comm.deliver({"type": "ready"})              # a new frontend: nothing is in flight any more
+    view.feed(x, first + 40)
+    assert view._tick()
+    seqs = [c["seq"] for c, _ in comm.recv()]
+    assert seqs == [MAX_UNACKED + 1, MAX_UNACKED + 2]
+    assert view.stats()["sent"] == MAX_UNACKED + 2
+
+
+def test_pacer_thread_sends_at_most_the_window_then_resumes(make_view):
+    view, comm = make_view(StreamInfo(500.0, names(2)), fps=100.0)
+    stop = threading.Event()
+
+    def feeder():
+        first = 0
+        while not stop.is_set():
+            view.feed(np.ones((2, 10)), first)
+            first += 10
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=feeder)
+    thread.start()
+    try:
+        time.sleep(0.4)                      # ~40 pacer ticks with no browser
+        assert [c["seq"] for c, _ in comm.recv()] == [1, 2]
+        for seq in (1, 2):
+            comm.deliver({"type": "ack", "seq": seq})
+        deadline = time.monotonic() + 5
+        got = []
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [c["seq"] for c, _ in comm.recv()]
+            time.sleep(0.01)
+        assert got == [3, 4]
+    finally:
+        stop.set()
+        thread.join()
+    pacer = view._pacer
+    view.close()
+    assert not pacer.is_alive()
+    view.feed(np.ones((2, 10)), 10**6)       # after close: ignored
+
+
+def test_paused_view_sends_nothing(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(1)), paused=True)
+    view.feed(np.ones((1, 5)), 0)
+    assert not view._tick()
+    view.paused = False
+    assert view._tick()
+
+
+# -- status and settings ------------------------------------------------------------------------
+def test_status_trait_is_synced(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(1)))
+    view.set_status("disabled", ValueError("bandpass: high (300.0 Hz) must be below Nyquist (50.0 Hz)"))
+    assert view.status == {"state": "disabled",
+                           "error": "ValueError: bandpass: high (300.0 Hz) must be below Nyquist (50.0 Hz)"}
+    updates = [state for state, _ in comm.recv("update")]
+    assert {"status": view.status} in updates
+    view.set_status("ok")
+    assert view.status == {"state": "ok", "error": None}
+    with pytest.raises(ParameterError, match="'ok' and 'disabled'"):
+        view.set_status("broken")
+
+
+def test_new_info_or_window_reallocates(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(2)), seconds=2.0)
+    view.feed(np.ones((2, 50)), 0)
+    view.seconds = 4.0
+    assert view._buf.cap == 400 and not view._buf.has_news()
+    view.set_info(StreamInfo(100.0, names(5)))
+    assert view.info["ch_names"] == names(5)
+    view.feed(np.ones((5, 50)), 0)
+    assert view._tick()
+    (content, data), = frames_of(comm)
+    assert data.shape == (5, 400)
+
+
+# -- threads ----------------------------------------------------------------------------------
+def test_feed_from_a_thread_while_frames_are_built(make_view):
+    # a ramp (value = sample index, exact in float32) makes a torn frame visible:
+    # every bucket must hold exactly the indices of its own samples
+    n_ch = 8
+    view, comm = make_view(StreamInfo(1000.0, names(n_ch)), seconds=3.0, max_points=300)
+    step = view._buf.step
+    offsets = np.arange(n_ch)[:, None] * 0.5
+    stop = threading.Event()
+
+    def feeder():
+        first, rng = 0, np.random.default_rng(5)
+        while not stop.is_set() and first < 2_000_000:
+            n = int(rng.integers(1, 400))
+            view.feed(np.arange(first, first + n, dtype=float)[None] + offsets, first)
+            first += n
+
+    thread = threading.Thread(target=feeder)
+    thread.start()
+    checked = 0
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            view._acked = view._seq
+            if not view._tick():
+                continue
+            for content, data in frames_of(comm):
+                v = content["valid_from"]
+                t0 = content["first_sample"] + np.arange(data.shape[1])[v:] * step
+                np.testing.assert_array_equal(data[:, v:, 0], t0 + offsets)
+                np.testing.assert_array_equal(data[:, v:, 1], t0 + step - 1 + offsets)
+                checked += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert checked > 10
+
+
+def test_frame_cost_reports_numbers():
+    cost = frame_cost(n_channels=8, sfreq=250.0, seconds=2.0, n_frames=20)
+    assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 500 * 4
+    assert 0 < cost["median_ms"] <= cost["p99_ms"] <= cost["max_ms"]
