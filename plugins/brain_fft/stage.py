@@ -21,8 +21,7 @@ A chunk that completes no window returns a ``(n_rows, 0)`` array.
 import numpy as np
 from scipy import signal
 
-from eegkit._errors import ParameterError
-from eegkit._numba import jit
+from eegkit import ParameterError, jit
 
 BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
 

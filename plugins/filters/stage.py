@@ -9,7 +9,7 @@ filtering the whole recording at once.
 import numpy as np
 from scipy import signal
 
-from eegkit._errors import ParameterError
+from eegkit import ParameterError
 
 
 def setup_bandpass(info, low=1.0, high=40.0, order=4):

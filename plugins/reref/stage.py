@@ -10,7 +10,7 @@ import difflib
 
 import numpy as np
 
-from eegkit._errors import ParameterError
+from eegkit import ParameterError
 
 
 def setup_average(info):

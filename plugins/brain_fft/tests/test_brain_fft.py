@@ -211,3 +211,73 @@ def test_plain_python_when_jit_disabled(monkeypatch):
     out = run_chunks(kernel, x, state, [7, 1, 32])
     ref = periodograms(x, 32, 16)
     assert_close(out, ref.reshape(-1, ref.shape[-1]))
+
+
+# -- through eegkit.Pipeline -------------------------------------------------------
+
+PLUGINS = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def manager():
+    """Stage types from this checkout's plugins folder only."""
+    from eegkit import PluginManager
+
+    manager = PluginManager(paths=[PLUGINS], entry_points=False)
+    record = manager.record("brain_fft")
+    reason = record.message if record is not None else "not found"
+    assert record is not None and record.usable, f"brain_fft plugin is not usable: {reason}"
+    return manager
+
+
+def stream(pipeline, stream_info, x, sizes):
+    """open + push in chunks; every stage's output concatenated."""
+    pipeline.open(stream_info)
+    sizes = [sizes] if isinstance(sizes, int) else sizes
+    parts, start, i = {}, 0, 0
+    while start < x.shape[1]:
+        n = sizes[i % len(sizes)]
+        for id, out in pipeline.push(x[:, start:start + n]).items():
+            parts.setdefault(id, []).append(out)
+        start += n
+        i += 1
+    return {id: np.concatenate(p, axis=1) for id, p in parts.items()}
+
+
+def test_pipeline_offline_equals_streaming_equals_scipy(manager):
+    import eegkit
+
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("filters.highpass", id="hp", cutoff=0.5)
+    p.add("brain_fft.spectrum", id="psd", window=250, step=25, fmax=45.0)
+    p.add("brain_fft.band_power", id="bands", input="hp", window=250, step=25)
+    x = eeg(seconds=3.0)
+    out = p.process(x, sfreq=SFREQ, ch_names=list(info().ch_names))
+    assert [s.status for s in p.stages] == ["ok"] * 3
+    bands_info = p.info_of("bands")
+    assert bands_info.kind == "features" and bands_info.axis == ("delta", "theta", "alpha", "beta", "gamma")
+    assert p.info_of("psd").kind == "spectrum" and p.info_of("psd").sfreq == 10.0
+    psd = periodograms(out["hp"], 250, 25)
+    freqs = np.fft.rfftfreq(250, 1 / SFREQ)
+    assert_close(out["psd"], psd[:, freqs <= 45.0].reshape(out["psd"].shape))
+    edges = [1, 4, 8, 13, 30, 45]
+    bands = np.stack([psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) * SFREQ / 250
+                      for lo, hi in zip(edges[:-1], edges[1:])], axis=1)
+    assert_close(out["bands"], bands.reshape(out["bands"].shape))
+    # offline in small blocks, and streaming in chunks: the same bits
+    small = p.process(x, sfreq=SFREQ, ch_names=list(info().ch_names), block=100)
+    for sizes in CHUNKS:
+        streamed = stream(p, info(), x, sizes)
+        for id in ("psd", "bands"):
+            np.testing.assert_array_equal(streamed[id], out[id])
+            np.testing.assert_array_equal(small[id], out[id])
+
+
+def test_pipeline_reports_bad_bands(manager):
+    import eegkit
+
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("brain_fft.band_power", id="bands", bands=[1.0, 4.0, 8.0])
+    out = p.process(eeg(seconds=2.0), sfreq=SFREQ)
+    assert p["bands"].status == "disabled"
+    assert "'band_names' needs one name per band: 2" in p["bands"].error

@@ -175,3 +175,70 @@ def test_plain_python_when_jit_disabled(monkeypatch):
     ref, _ = signal.sosfilt(sos, x, zi=zi.copy())
     chunked = run_chunks(kernel, x, (sos, zi), [7, 1, 32])
     np.testing.assert_allclose(chunked, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+# -- through eegkit.Pipeline -------------------------------------------------------
+
+PLUGINS = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def manager():
+    """Stage types from this checkout's plugins folder only."""
+    from eegkit import PluginManager
+
+    return PluginManager(paths=[PLUGINS], entry_points=False)
+
+
+def stream(pipeline, stream_info, x, sizes):
+    """open + push in chunks; every stage's output concatenated."""
+    pipeline.open(stream_info)
+    sizes = [sizes] if isinstance(sizes, int) else sizes
+    parts, start, i = {}, 0, 0
+    while start < x.shape[1]:
+        n = sizes[i % len(sizes)]
+        for id, out in pipeline.push(x[:, start:start + n]).items():
+            parts.setdefault(id, []).append(out)
+        start += n
+        i += 1
+    return {id: np.concatenate(p, axis=1) for id, p in parts.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pipeline_offline_equals_streaming_equals_scipy(manager, dtype):
+    import eegkit
+
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("filters.notch", id="notch", freq=50.0, harmonics=2)
+    p.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    p.add("filters.lowpass", id="lp", input="source", cutoff=30.0, order=6)
+    x = eeg(dtype=dtype)
+    out = p.process(x, sfreq=SFREQ, ch_names=list(info().ch_names))
+    assert [s.status for s in p.stages] == ["ok"] * 3
+    notch = signal.sosfilt(np.concatenate([signal.tf2sos(*signal.iirnotch(f, 30.0, fs=SFREQ))
+                                           for f in (50.0, 100.0)]), x.astype(np.float64))
+    refs = {"notch": notch,
+            "bp": signal.sosfilt(signal.butter(4, [1.0, 40.0], "bandpass", fs=SFREQ, output="sos"),
+                                 notch.astype(dtype)),
+            "lp": signal.sosfilt(signal.butter(6, 30.0, fs=SFREQ, output="sos"), x)}
+    rtol = 1e-10 if dtype == np.float64 else 2.0**-24
+    for id, ref in refs.items():
+        assert out[id].dtype == dtype
+        np.testing.assert_allclose(out[id], ref, rtol=rtol, atol=1e-10 * np.abs(ref).max())
+    for sizes in CHUNKS:
+        streamed = stream(p, info(dtype=np.dtype(dtype).name), x, sizes)
+        for id in refs:
+            np.testing.assert_array_equal(streamed[id], out[id])
+
+
+def test_pipeline_disables_a_stage_with_bad_parameters(manager):
+    import eegkit
+
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("filters.bandpass", id="bp", low=1.0, high=130.0)
+    x = eeg(seconds=0.5)
+    out = p.process(x, sfreq=SFREQ)
+    assert p["bp"].status == "disabled"
+    assert ("ParameterError: filters.bandpass: 'high' = 130.0 Hz must be below Nyquist (125.0 Hz) "
+            "for sfreq 250.0") in p["bp"].error
+    np.testing.assert_array_equal(out["bp"], x)  # a disabled in-place stage passes its input on

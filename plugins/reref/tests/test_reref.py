@@ -157,3 +157,46 @@ def test_plain_python_when_jit_disabled(monkeypatch):
     expected[:8] -= x[[6, 7]].mean(axis=0)
     np.testing.assert_allclose(run_chunks(kernel, x, state, [7, 1, 32]), expected,
                                rtol=1e-12, atol=1e-12 * np.abs(x).max())
+
+
+# -- through eegkit.Pipeline -------------------------------------------------------
+
+PLUGINS = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def manager():
+    """Stage types from this checkout's plugins folder only."""
+    from eegkit import PluginManager
+
+    return PluginManager(paths=[PLUGINS], entry_points=False)
+
+
+def test_pipeline_on_mne_raw_matches_mne(manager):
+    import eegkit
+
+    mne = pytest.importorskip("mne")
+    x = eeg()
+    raw = mne.io.RawArray(x.copy(), mne.create_info(NAMES, SFREQ, TYPES), verbose=False)
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("reref.average", id="car")
+    p.add("reref.channels", id="mastoids", input="source", ref_channels=["TP9", "TP10"])
+    out = p.process(raw)
+    assert [s.status for s in p.stages] == ["ok", "ok"]
+    for id, ref in (("car", "average"), ("mastoids", ["TP9", "TP10"])):
+        np.testing.assert_allclose(out[id], mne_reference(x, ref), rtol=1e-12,
+                                   atol=1e-12 * np.abs(x).max())
+    p.open(info())
+    chunks = [p.push(x[:, i:i + 7]) for i in range(0, x.shape[1], 7)]
+    for id in ("car", "mastoids"):
+        np.testing.assert_array_equal(np.concatenate([c[id] for c in chunks], axis=1), out[id])
+
+
+def test_pipeline_unknown_reference_channel(manager):
+    import eegkit
+
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("reref.channels", id="ref", ref_channels=["A1"])
+    p.open(info())
+    assert p["ref"].status == "disabled"
+    assert "unknown channel 'A1' in 'ref_channels'; available channels are Fp1, Fz" in p["ref"].error
