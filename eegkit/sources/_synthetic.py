@@ -43,6 +43,7 @@ SPATIAL_WIDTH = 1.5          # grid steps over which neighbours correlate
 ALPHA_AMP = 20e-6            # alpha amplitude where the weight is 1 (occipital)
 ALPHA_ENV_CORNER = 0.25      # Hz: how fast alpha waxes and wanes
 ALPHA_FREQ_JITTER = 0.15     # Hz std of the slow wander of the alpha frequency
+ALPHA_FREQ_CORNER = 0.1      # Hz: how fast that wander goes
 LINE_AMP = (1.5e-6, 3e-6)    # per-channel range
 DRIFT_STD, DRIFT_CORNER = 15e-6, 0.05
 BLINK_AMP = (100e-6, 200e-6)  # at Fp1/Fp2
@@ -91,10 +92,20 @@ def _positions(names: tuple) -> np.ndarray:
     return np.array([_grid_position(c) for c in names])
 
 
-def _ar1(corner: float, sfreq: float) -> tuple:
-    """(b, a) of a one-pole low-pass whose output has unit variance for unit white input."""
-    a = math.exp(-2 * math.pi * corner / sfreq)
-    return np.array([math.sqrt(1 - a * a)]), np.array([1.0, -a])
+def _smoother(corner: float, sfreq: float) -> tuple:
+    """(b, a) of a double-pole low-pass whose output has unit variance for unit white
+    input; two poles keep the modulations it drives smooth at the sample scale."""
+    p = math.exp(-2 * math.pi * corner / sfreq)
+    return np.array([math.sqrt((1 - p * p) ** 3 / (1 + p * p))]), np.array([1.0, -2 * p, p * p])
+
+
+def _smoother_zi(a, rng, shape=()) -> np.ndarray:
+    """Filter state of :func:`_smoother` drawn from its stationary distribution."""
+    p = -a[1] / 2
+    rho = 2 * p / (1 + p * p)  # lag-1 autocorrelation of the output
+    older = rng.standard_normal(shape)
+    last = rho * older + math.sqrt(1 - rho * rho) * rng.standard_normal(shape)
+    return np.stack([-a[1] * last - a[2] * older, -a[2] * last], axis=-1)
 
 
 class SyntheticSource(Source):
@@ -115,7 +126,9 @@ class SyntheticSource(Source):
     duration : float or None
         Length in seconds; None (default) for an endless stream.
     line_freq : float
-        Mains frequency in Hz (50 or 60); 0 disables line noise.
+        Mains frequency in Hz (50 or 60); 0 disables line noise. A frequency at or
+        above Nyquist (``sfreq / 2``) is left out, as an amplifier's anti-aliasing
+        filter would, so the defaults work at any sampling rate.
     alpha_freq : float
         Centre of the alpha rhythm in Hz, strongest over occipital and parietal
         channels; 0 disables it.
@@ -138,9 +151,14 @@ class SyntheticSource(Source):
             duration = _check_real("duration", duration, "None or a positive number of seconds",
                                    lambda v: v > 0)
         self.duration = duration
-        hint = f"0 (off) or a frequency above 0 and below Nyquist ({nyquist:g} Hz at sfreq={self.sfreq:g})"
-        self.line_freq = _check_real("line_freq", line_freq, hint, lambda v: v == 0 or 0 < v < nyquist)
-        self.alpha_freq = _check_real("alpha_freq", alpha_freq, hint, lambda v: v == 0 or 0 < v < nyquist)
+        # mains at or above Nyquist is accepted so defaults work at any rate (sfreq=100):
+        # like a real amplifier's anti-aliasing filter, the source then leaves it out
+        self.line_freq = _check_real("line_freq", line_freq, "0 (off) or a positive frequency in Hz",
+                                     lambda v: v >= 0)
+        self.alpha_freq = _check_real(
+            "alpha_freq", alpha_freq,
+            f"0 (off) or a frequency above 0 and below Nyquist ({nyquist:g} Hz at sfreq={self.sfreq:g})",
+            lambda v: v == 0 or 0 < v < nyquist)
         self.blink_interval = _check_real(
             "blink_interval", blink_interval,
             f"0 (off) or at least {BLINK_MIN_INTERVAL} seconds",
@@ -182,9 +200,9 @@ class SyntheticSource(Source):
         self._line_cos, self._line_sin = line_amp * np.cos(phase), line_amp * np.sin(phase)
         # blinks fall off steeply from the eyes: ~1 at Fp, 0.2 at F, < 0.01 at P/O
         self._blink_w = np.minimum(1.0, np.exp(-0.8 * row)) * np.exp(-lateral ** 2 / 50)
-        self._env_ba = _ar1(ALPHA_ENV_CORNER, self.sfreq)
-        self._freq_ba = _ar1(0.1, self.sfreq)
-        self._drift_ba = _ar1(DRIFT_CORNER, self.sfreq)
+        self._env_ba = _smoother(ALPHA_ENV_CORNER, self.sfreq)
+        self._freq_ba = _smoother(ALPHA_FREQ_CORNER, self.sfreq)
+        self._drift_ba = _smoother(DRIFT_CORNER, self.sfreq)
 
     def _initial_state(self):
         """Filter states at sample 0, drawn from their stationary distributions."""
@@ -194,9 +212,9 @@ class SyntheticSource(Source):
         warm = self._mix @ rng.standard_normal((n, 8192))
         zi = np.zeros((n, len(_PINK_A) - 1))
         _, self._pink_zi = signal.lfilter(_PINK_B, _PINK_A, warm, axis=1, zi=zi)
-        self._env_zi = -self._env_ba[1][1:] * rng.standard_normal(1)
-        self._freq_zi = -self._freq_ba[1][1:] * rng.standard_normal(1)
-        self._drift_zi = -self._drift_ba[1][1:] * rng.standard_normal((n, 1))
+        self._env_zi = _smoother_zi(self._env_ba[1], rng)
+        self._freq_zi = _smoother_zi(self._freq_ba[1], rng)
+        self._drift_zi = _smoother_zi(self._drift_ba[1], rng, (n,))
         self._alpha_phase = rng.uniform(0, 2 * np.pi)
         self._next_blink = (self.blink_interval * rng.uniform(0.25, 1.0)) if self.blink_interval else math.inf
         self._blinks = []          # (onset sample, amplitude, n samples) still running
@@ -281,7 +299,7 @@ class SyntheticSource(Source):
             self._alpha_phase = float(phase[-1] % (2 * np.pi))
             block += np.outer(self._alpha_cos, env * np.sin(phase))
             block += np.outer(self._alpha_sin, env * np.cos(phase))
-        if self.line_freq:
+        if 0 < self.line_freq < fs / 2:
             # phase from the absolute sample index, kept in [0, 1) cycles for precision
             cycles = np.mod(self.line_freq / fs * np.arange(start, start + size, dtype=np.float64), 1.0)
             block += np.outer(self._line_cos, np.sin(2 * np.pi * cycles))
