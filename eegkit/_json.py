@@ -106,7 +106,7 @@ def validate(doc, plugins=None, where: str = "pipeline") -> list:
             raise PipelineError(f"{where}: source: expected {{\"type\": ..., \"params\": {{...}}}}, "
                                 f"got {_kind(source)}")
         _keys(source, ("type", "params"), f"{where}: source")
-        source_class(source["type"])
+        _prefixed(source_class, source["type"], f"{where}: source")
         if not isinstance(source.get("params", {}), dict):
             raise PipelineError(f"{where}: source.params must be an object, got {_kind(source['params'])}")
     stages = doc.get("stages")
@@ -183,7 +183,7 @@ def _validate_sink(sink, i, ids, where):
     _keys(sink, SINK_KEYS, label)
     if not isinstance(sink.get("type"), str):
         raise PipelineError(f"{label}: \"type\" must be a string, got {sink.get('type')!r}")
-    sink_class(sink["type"])
+    _prefixed(sink_class, sink["type"], label)
     if sink.get("input") not in ids:
         raise PipelineError(f"{label}: \"input\" must be 'source' or a stage id "
                             f"({', '.join(ids)}), got {sink.get('input')!r}")
@@ -209,6 +209,13 @@ def pipeline_from_dict(cls, doc, plugins=None, where="pipeline"):
         except (ParameterError, PipelineError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
     return pipeline
+
+
+def _prefixed(fn, arg, label):
+    try:
+        return fn(arg)
+    except PipelineError as exc:
+        raise PipelineError(f"{label}: {exc}") from None
 
 
 def _keys(obj, allowed, label):

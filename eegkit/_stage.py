@@ -97,6 +97,7 @@ class Stage:
 
     def _warm_up(self):
         """Compile for the real argument types now, so the first chunk pays nothing."""
+        self._after_info()
         state = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s
                       for s in self.state)
         x = np.zeros((self.in_info.n_channels, WARMUP_SAMPLES), dtype=self.in_info.dtype)
@@ -190,6 +191,7 @@ class Stage:
             self._warm_up()
         except Exception as exc:  # noqa: BLE001
             self.params, self.state, self.out_info = old
+            self._after_info()
             self.last_error = f"parameter change rejected: {type(exc).__name__}: {exc}"
             log.error("eegkit: %s: %s", self._where(), self.last_error)
             return False

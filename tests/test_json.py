@@ -115,11 +115,21 @@ def test_invalid_json_file(tmp_path):
         eegkit.Pipeline.from_json(tmp_path / "missing.json")
 
 
-def test_newer_compatible_plugin_version_warns():
-    d = doc()
-    d["stages"][0]["plugin_version"] = "0.0.1"
-    with pytest.warns(UserWarning, match="saved with plugin 'filters' 0.0.1"):
-        eegkit.Pipeline.from_dict(d)
+def test_newer_compatible_plugin_version_warns(tmp_path):
+    from eegkit.plugin import PluginManager
+
+    folder = tmp_path / "gain"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text('[plugin]\nname = "gain"\nversion = "1.4.2"\napi = "1.0"\n'
+                                        '[[stage]]\ntype = "gain.x2"\nmodule = "stage.py"\n')
+    (folder / "stage.py").write_text("def process(x):\n    x *= 2.0\n")
+    manager = PluginManager(paths=[tmp_path], entry_points=False)
+    d = {"eegkit_pipeline": 1, "stages": [{"id": "g", "type": "gain.x2", "plugin_version": "1.2.0"}]}
+    with pytest.warns(UserWarning, match="saved with plugin 'gain' 1.2.0, running with 1.4.2"):
+        eegkit.Pipeline.from_dict(d, plugins=manager)
+    d["stages"][0]["plugin_version"] = "1.5.0"   # older than what it was saved with
+    with pytest.raises(PipelineError, match="not compatible"):
+        eegkit.Pipeline.from_dict(d, plugins=manager)
 
 
 def test_json_never_names_code():
