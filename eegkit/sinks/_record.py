@@ -16,6 +16,7 @@ _FORMATS = {
     "edf": (-32768, 32767, 2, 3.2768e-3),   # 16 bit: ±3.2768 mV, 0.1 µV steps
     "bdf": (-8388608, 8388607, 3, 0.262144),  # 24 bit: ±262.144 mV, 31.25 nV steps (BioSemi)
 }
+_MAX_RECORD_SECONDS = 60
 _COUNT_OFFSET = 236  # byte offset of the header's number-of-records field
 _FIF_HINT = ("RecordSink cannot write FIF crash-safely: a FIF file is only readable once its "
              "closing tags are written, so a killed run would leave nothing usable. Record to "
@@ -56,7 +57,8 @@ class RecordSink(Sink):
     -----
     The file is a plain EDF/BDF file: the header first (with the number of records set
     to 0), then one data record at a time. A record holds the shortest whole number of
-    seconds with a whole number of samples (1 s for integer rates). After records are
+    seconds with a whole number of samples (1 s for integer rates, at most 60 s; other
+    rates are refused). After records are
     written they are flushed (and fsynced), then the header's record count is rewritten
     in place and flushed again, so at any instant the header counts only complete
     records on disk: after ``kill -9`` the file reads back with :func:`mne.io.read_raw`
@@ -259,13 +261,14 @@ def _range(value):
 def _record_length(sfreq, path):
     """(record seconds, samples per record): the shortest whole second count that holds
     a whole number of samples."""
-    for seconds in range(1, 1001):
+    # longer records would put minutes of data at risk in a crash
+    for seconds in range(1, _MAX_RECORD_SECONDS + 1):
         spr = round(sfreq * seconds)
-        if spr >= 1 and abs(spr - sfreq * seconds) < 1e-6 * seconds:
+        if spr >= 1 and abs(spr - sfreq * seconds) <= 1e-9 * spr:
             return seconds, int(spr)
     raise ParameterError(f"RecordSink {path}: a sampling rate of {sfreq!r} Hz gives no whole "
-                         f"number of samples in any record of up to 1000 s; EDF/BDF cannot "
-                         f"store it exactly")
+                         f"number of samples in any record of up to {_MAX_RECORD_SECONDS} s, so "
+                         f"EDF/BDF cannot store it exactly; resample the stream first")
 
 
 def _num(value):
