@@ -17,6 +17,8 @@ _LOCK = threading.RLock()
 # module name -> (content digest, module); numba's cache re-imports a module by name,
 # so each plugin file keeps one stable name for the life of the process.
 _MODULES: dict = {}
+# folders never part of a plugin's code (same list as the files batch ships)
+_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -42,14 +44,50 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def plugin_sources(manifest: Manifest) -> dict:
+    """Every ``.py`` file of a plugin outside ``tests/``: ``{relative posix path: bytes}``."""
+    root = manifest.path
+    files = {}
+    for p in sorted(root.rglob("*.py")):
+        rel = p.relative_to(root)
+        if any(part in _SKIP or part.startswith(".") for part in rel.parts[:-1]) or not p.is_file():
+            continue
+        files[rel.as_posix()] = p.read_bytes()
+    return files
+
+
+def sources_digest(files: dict) -> str:
+    """Content hash of a plugin's code files (path independent)."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(f"{rel}\0{len(files[rel])}\0".encode())
+        h.update(files[rel])
+    return h.hexdigest()[:16]
+
+
+def plugin_digest(manifest: Manifest) -> str:
+    """Content hash of all of a plugin's code: a change to any helper file counts."""
+    return sources_digest(plugin_sources(manifest))
+
+
 def load_module(manifest: Manifest, path: Path, reload: bool = False):
-    """Import ``path`` as the plugin's module; reuse it while its content is unchanged."""
+    """Import ``path`` as the plugin's module; reuse it while the plugin's code is unchanged.
+
+    The module is executed from the very bytes that were hashed, and numba caches
+    its kernels in a folder named by that hash, so machine code cached on disk can
+    never belong to another version of the code (numba itself keys its cache on the
+    file's mtime and size, and misses same-size edits and changed helper files).
+    """
     name = module_name(manifest.name, path)
     with _LOCK:
         try:
-            digest = file_digest(path)
-        except OSError as exc:
+            files = plugin_sources(manifest)
+            rel = path.resolve().relative_to(manifest.path.resolve()).as_posix()
+            source = files[rel] if rel in files else path.read_bytes()
+        except (OSError, ValueError) as exc:
             raise PluginLoadError(f"plugin '{manifest.name}': cannot read {path}: {exc}") from None
+        files[rel] = source
+        digest = sources_digest(files)
         cached = _MODULES.get(name)
         if cached and cached[0] == digest and not reload:
             return cached[1], digest
@@ -58,8 +96,9 @@ def load_module(manifest: Manifest, path: Path, reload: bool = False):
         old = sys.modules.get(name)
         sys.modules[name] = module
         try:
-            with _numba.cache_dir(cache_dir(manifest)):
-                spec.loader.exec_module(module)
+            code = compile(source, str(path), "exec", dont_inherit=True)
+            with _numba.cache_dir(cache_dir(manifest, digest)):
+                exec(code, module.__dict__)
         except BaseException as exc:
             if old is not None:
                 sys.modules[name] = old
@@ -73,10 +112,12 @@ def load_module(manifest: Manifest, path: Path, reload: bool = False):
         return module, digest
 
 
-def cache_dir(manifest: Manifest) -> Path:
-    """numba cache folder of one plugin (kept out of the plugin folder, which may be read-only)."""
+def cache_dir(manifest: Manifest, digest: str | None = None) -> Path:
+    """numba cache folder of one plugin (kept out of the plugin folder, which may be
+    read-only); one sub-folder per version of the plugin's code (``digest``)."""
     tag = hashlib.sha256(str(manifest.path.resolve()).encode()).hexdigest()[:8]
-    return _numba.cache_root() / "numba" / f"{manifest.name}-{tag}"
+    root = _numba.cache_root() / "numba" / f"{manifest.name}-{tag}"
+    return root if digest is None else root / digest
 
 
 def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -> StageCode:
@@ -99,7 +140,7 @@ def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -
     if _numba.is_compiled(process):
         process = process.py_func  # the host decides jit options
     try:
-        with _numba.cache_dir(cache_dir(manifest)):
+        with _LOCK, _numba.cache_dir(cache_dir(manifest, digest)):  # CACHE_DIR is global
             compiled = _numba.jit(process)
     except Exception as exc:
         raise PluginLoadError(f"{where}: numba rejected '{spec.process}': {exc}") from exc
