@@ -8,6 +8,7 @@ import numpy as np
 
 from ._errors import ParameterError, PipelineError
 from ._info import StreamInfo
+from ._plan import Plan
 from ._stage import Stage
 from .plugin import default_manager
 from .sources import Source, make_source
@@ -36,8 +37,9 @@ class Pipeline:
     >>> out["bp"].shape                                         # doctest: +SKIP
     """
 
-    def __init__(self, source=None, plugins=None):
+    def __init__(self, source=None, plugins=None, fuse: bool = True):
         self.plugins = plugins or default_manager()
+        self.fuse = fuse
         self.source_spec = None
         self._source = None
         self.set_source(source)
@@ -46,7 +48,8 @@ class Pipeline:
         self._info = None
         self._lock = threading.RLock()
         self._changed = False
-        self._plan = []
+        self._plans = {}
+        self._last_plan = None
         self.first_sample = 0
 
     # -- building ----------------------------------------------------------------
@@ -180,13 +183,20 @@ class Pipeline:
             self.first_sample = 0
 
     def _build_plan(self):
-        """Per-chunk plan: (stage, index of its input in the outputs list, buffer)."""
-        index = {SOURCE_ID: 0}
-        self._plan = []
-        for i, stage in enumerate(self._stages.values()):
-            self._plan.append((stage, index[stage.input], _Buffer(stage.in_info)))
-            index[stage.id] = i + 1
+        """Forget cached plans; the next chunk plans again."""
+        self._plans = {}
         self._changed = False
+
+    def plan(self, outputs=None):
+        """The execution plan keeping ``outputs`` (stage ids; None = every stage) intact.
+
+        Stages nobody observes may be fused or run in place (see ``eegkit._plan``).
+        """
+        key = None if outputs is None else frozenset(outputs)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = Plan(list(self._stages.values()), key, fuse=self.fuse)
+        return plan
 
     def _mark_changed(self):
         self._changed = True
@@ -203,7 +213,7 @@ class Pipeline:
             infos[stage.id] = stage.out_info
         self._build_plan()
 
-    def push(self, chunk, copy: bool = True) -> dict:
+    def push(self, chunk, copy: bool = True, outputs=None) -> dict:
         """Run one streaming step.
 
         Parameters
@@ -212,6 +222,9 @@ class Pipeline:
         copy : bool
             Return copies (default). With False the arrays are views into buffers
             that the next call overwrites.
+        outputs : list of str, optional
+            Stage ids to return (default: every stage). Naming fewer lets the
+            pipeline fuse and run in place the stages in between.
 
         Returns
         -------
@@ -221,29 +234,26 @@ class Pipeline:
         with self._lock:
             if self._info is None:
                 self.open()
-            outs = self._step(chunk)
-            result = {}
-            for (stage, _, _), out in zip(self._plan, outs[1:]):
-                result[stage.id] = out.copy() if copy else out
-            return result
+            outs = self._step(chunk, outputs)
+            slots = self._last_plan.slots
+            wanted = self._stages if outputs is None else outputs
+            return {id: outs[slots[id]].copy() if copy else outs[slots[id]] for id in wanted}
 
-    def _step(self, chunk) -> list:
-        """One chunk through every stage; returns [input, out_1, ..., out_n]."""
+    def _step(self, chunk, outputs=None) -> list:
+        """One chunk through every stage; returns outputs by slot ``[input, out_1, ...]``
+        (None for intermediate stages of a fused chain)."""
         if self._changed:
             self._apply_changes()
         info = self._info
-        x = np.asarray(chunk, dtype=info.dtype)
+        x = chunk
+        if type(x) is not np.ndarray or x.dtype != info.dtype:
+            x = np.asarray(chunk, dtype=info.dtype)
         if x.ndim != 2 or x.shape[0] != info.n_channels:
             raise ParameterError(f"chunk must have shape ({info.n_channels}, n_samples) for this "
                                  f"stream, got {x.shape}")
-        outs = [x]
-        first = self.first_sample
-        for stage, src, buf in self._plan:
-            out = stage.run(buf.fill(outs[src]))
-            outs.append(out)
-            for tap in stage.taps:
-                _call_tap(tap, stage, out)
-        self.first_sample = first + x.shape[1]
+        plan = self._last_plan = self.plan(outputs)
+        outs = plan.run(x)
+        self.first_sample += x.shape[1]
         return outs
 
     def tap(self, id: str, fn) -> None:
@@ -253,12 +263,14 @@ class Pipeline:
         that raises is removed and the error logged.
         """
         self[id].taps.append(fn)
+        self._build_plan()
 
     def untap(self, id: str, fn) -> None:
         """Remove a tap added with :meth:`tap`."""
         taps = self[id].taps
         if fn in taps:
             taps.remove(fn)
+        self._build_plan()
 
     def info_of(self, id: str) -> StreamInfo:
         """Output StreamInfo of stage ``id`` (or of ``"source"``)."""
@@ -295,10 +307,10 @@ class Pipeline:
             wanted = self._wanted(outputs)
             parts = {id: [] for id in wanted}
             for start in range(0, max(data.shape[1], 1), block):
-                outs = self._step(data[:, start:start + block])
-                for (stage, _, _), out in zip(self._plan, outs[1:]):
-                    if stage.id in parts:
-                        parts[stage.id].append(out.copy())
+                outs = self._step(data[:, start:start + block], wanted)
+                slots = self._last_plan.slots
+                for id in wanted:
+                    parts[id].append(outs[slots[id]].copy())
             return {id: _concat(p, self[id].out_info) for id, p in parts.items()}
 
     def _wanted(self, outputs):
@@ -411,36 +423,6 @@ class Pipeline:
 
         doc, where = load(path_or_text)
         return cls.from_dict(doc, plugins, where)
-
-
-class _Buffer:
-    """A stage's own input block: one flat allocation, reshaped per chunk size."""
-
-    __slots__ = ("rows", "flat", "dtype")
-
-    def __init__(self, info: StreamInfo):
-        self.rows = info.n_channels
-        self.dtype = np.dtype(info.dtype)
-        self.flat = np.empty(self.rows * 256, dtype=self.dtype)
-
-    def fill(self, src: np.ndarray) -> np.ndarray:
-        n = self.rows * src.shape[1]
-        if n > self.flat.size:
-            self.flat = np.empty(n, dtype=self.dtype)
-        view = self.flat[:n].reshape(self.rows, src.shape[1])
-        np.copyto(view, src, casting="same_kind")
-        return view
-
-
-def _call_tap(tap, stage, out):
-    try:
-        tap(out, stage.samples_out - out.shape[1])
-    except Exception as exc:  # noqa: BLE001 - a broken view must not stop the pipeline
-        import logging
-
-        stage.taps.remove(tap)
-        logging.getLogger("eegkit").error("eegkit: tap on stage '%s' removed after error: %r",
-                                          stage.id, exc)
 
 
 def _concat(parts, info):

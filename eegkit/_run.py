@@ -33,8 +33,10 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
     pipeline.open(info)
     wanted = pipeline._wanted(outputs) if collect else []
     parts = {id: [] for id in wanted}
-    sinks = _open_sinks(pipeline)
-    done, t0, last = 0, time.perf_counter(), 0.0
+    sinks = open_sinks(pipeline)
+    observed = list(dict.fromkeys([*wanted, *(i for _, i in sinks if i != "source")]))
+    done, t0 = 0, time.perf_counter()
+    last = t0
     try:
         while done < total:
             block = source.read(min(chunk, total - done))
@@ -48,15 +50,13 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
                 if ahead > 0:
                     time.sleep(ahead)
             with pipeline._lock:
-                outs = pipeline._step(block)
-                first = pipeline.first_sample - block.shape[1]
-                for (stage, _, _), out in zip(pipeline._plan, outs[1:]):
-                    if stage.id in parts:
-                        parts[stage.id].append(out.copy())
-                for sink, src_index in sinks:
-                    out = outs[src_index]
-                    start = first if src_index == 0 else _stage_first(pipeline, src_index, out)
-                    sink.write(out, start)
+                first = pipeline.first_sample
+                outs = pipeline._step(block, observed)
+                slots = pipeline._last_plan.slots
+                for id in wanted:
+                    parts[id].append(outs[slots[id]].copy())
+                for sink, input_id in sinks:
+                    sink.write(*sink_block(pipeline, input_id, outs[slots[input_id]], first))
             done += block.shape[1]
             now = time.perf_counter()
             if progress is not None and now - last >= PROGRESS_EVERY:
@@ -75,22 +75,22 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
     return result
 
 
-def _stage_first(pipeline, src_index, out):
-    stage = pipeline._plan[src_index - 1][0]
-    return stage.samples_out - out.shape[1]
+def sink_block(pipeline, input_id, out, first):
+    """``(block, index of its first sample)`` for a sink fed by ``input_id``;
+    ``first`` is the index of the chunk's first input sample."""
+    if input_id == "source":
+        return out, first
+    return out, pipeline[input_id].samples_out - out.shape[1]
 
 
-def _open_sinks(pipeline):
-    """Open the pipeline's sinks; return (sink, index into the step's outputs)."""
-    index = {"source": 0}
-    for i, (stage, _, _) in enumerate(pipeline._plan):
-        index[stage.id] = i + 1
+def open_sinks(pipeline):
+    """Open the pipeline's sinks; return ``[(sink, input stage id)]``."""
     opened = []
     try:
         for spec, _ in pipeline._sinks:
             sink = make_sink(spec["type"], spec["params"], f"sink '{spec['type']}'")
             sink.open(pipeline.info_of(spec["input"]))
-            opened.append((sink, index[spec["input"]]))
+            opened.append((sink, spec["input"]))
     except BaseException:
         for sink, _ in opened:
             sink.close()

@@ -44,6 +44,8 @@ class Stage:
         self.last_error = None   # a rejected parameter change or reload, while still running
         self.taps = []
         self.on_change = None    # set by the pipeline: a change waits for a chunk boundary
+        self.in_place = False    # process returned None on warm-up (may be fused)
+        self.fused_with = ()     # ids of the fused chain this stage runs in, if any
         self.calls = 0
         self.samples_in = 0
         self.samples_out = 0
@@ -106,6 +108,7 @@ class Stage:
         except Exception as exc:  # noqa: BLE001
             raise _WarmupError(f"{type(exc).__name__}: {exc}") from exc
         self._check_output(out, x)
+        self.in_place = out is None
 
     def _after_info(self):
         info = self.out_info
@@ -120,15 +123,33 @@ class Stage:
         t0 = time.perf_counter_ns()
         try:
             out = self.code.process(x, *self.state)
-            out = self._check_output(out, x)
+            if out is None:
+                out = x
+            elif out is not x:
+                out = self._check_output(out, x)
         except Exception as exc:  # noqa: BLE001
             self.disable(exc, "process")
             return x if self._bypass else self._empty
-        self._times[self.calls % N_TIMINGS] = time.perf_counter_ns() - t0
-        self.calls += 1
-        self.samples_in += x.shape[1]
-        self.samples_out += out.shape[1]
+        self.count(x.shape[1], out.shape[1], time.perf_counter_ns() - t0)
         return out
+
+    def count(self, n_in: int, n_out: int, elapsed_ns) -> None:
+        """Account for one chunk (``elapsed_ns`` None when timed as part of a fused call)."""
+        if elapsed_ns is not None:
+            self._times[self.calls % N_TIMINGS] = elapsed_ns
+        self.calls += 1
+        self.samples_in += n_in
+        self.samples_out += n_out
+
+    def call_taps(self, out: np.ndarray) -> None:
+        """Hand ``out`` to every tap; a tap that raises is removed and logged."""
+        first = self.samples_out - out.shape[1]
+        for tap in list(self.taps):
+            try:
+                tap(out, first)
+            except Exception as exc:  # noqa: BLE001 - a broken view must not stop the pipeline
+                self.taps.remove(tap)
+                log.error("eegkit: tap %r on stage '%s' removed after error: %r", tap, self.id, exc)
 
     def _check_output(self, out, x):
         if out is None:
@@ -152,6 +173,8 @@ class Stage:
         self.error = f"{phase}: {type(exc).__name__}: {exc}"
         self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         log.error("eegkit: %s disabled after an error in %s: %s", self._where(), phase, exc)
+        if self.on_change is not None:
+            self.on_change()
 
     def enable(self) -> None:
         """Re-enable a disabled stage (runs its setup again, resetting its state)."""
@@ -210,11 +233,12 @@ class Stage:
         """Calls, samples, median and p99 kernel time per chunk (µs), health."""
         n = min(self.calls, N_TIMINGS)
         times = self._times[:n] / 1e3
+        timed = n and (not self.fused_with or self.fused_with[-1] == self.id)
         return {"id": self.id, "type": self.type, "status": self.status, "calls": self.calls,
                 "samples_in": self.samples_in, "samples_out": self.samples_out,
-                "median_us": float(np.median(times)) if n else None,
-                "p99_us": float(np.percentile(times, 99)) if n else None,
-                "error": self.error}
+                "median_us": float(np.median(times)) if timed else None,
+                "p99_us": float(np.percentile(times, 99)) if timed else None,
+                "fused_with": list(self.fused_with), "error": self.error}
 
     def status_dict(self) -> dict:
         """Health of the stage: status, error, traceback, last rejected change."""
