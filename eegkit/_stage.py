@@ -16,6 +16,29 @@ from .plugin import validate_params
 log = logging.getLogger("eegkit")
 N_TIMINGS = 2048
 WARMUP_SAMPLES = 8
+LOG_BURST, LOG_WINDOW = 3, 10.0  # per kind of error: at most 3 messages every 10 s
+_LOG_SEEN: dict = {}
+_LOG_LOCK = threading.Lock()
+
+
+def log_error(key, msg: str, *args) -> None:
+    """``log.error``, rate-limited per ``key`` so a failure at chunk rate cannot flood
+    the log; the next message that passes says how many were suppressed."""
+    now = time.monotonic()
+    with _LOG_LOCK:
+        seen = _LOG_SEEN.get(key)
+        if seen is None or now - seen[0] >= LOG_WINDOW:
+            suppressed = seen[2] if seen else 0
+            _LOG_SEEN[key] = [now, 1, 0]
+        elif seen[1] < LOG_BURST:
+            seen[1] += 1
+            suppressed = 0
+        else:
+            seen[2] += 1
+            return
+    if suppressed:
+        msg, args = msg + " (%d similar message(s) suppressed)", (*args, suppressed)
+    log.error(msg, *args)
 
 
 class Stage:
@@ -46,6 +69,7 @@ class Stage:
         self.on_change = None    # set by the pipeline: a change waits for a chunk boundary
         self.in_place = False    # process returned None on warm-up (may be fused)
         self.fused_with = ()     # ids of the fused chain this stage runs in, if any
+        self.isolation = getattr(code, "isolation", "none")  # "process": see eegkit._isolate
         self.calls = 0
         self.samples_in = 0
         self.samples_out = 0
@@ -100,6 +124,9 @@ class Stage:
     def _warm_up(self):
         """Compile for the real argument types now, so the first chunk pays nothing."""
         self._after_info()
+        if getattr(self.code, "isolated", False):  # its child process warmed up in setup
+            self.in_place = self.code.in_place
+            return
         state = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s
                       for s in self.state)
         x = np.zeros((self.in_info.n_channels, WARMUP_SAMPLES), dtype=self.in_info.dtype)
@@ -172,7 +199,8 @@ class Stage:
         self.status = "disabled"
         self.error = f"{phase}: {type(exc).__name__}: {exc}"
         self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        log.error("eegkit: %s disabled after an error in %s: %s", self._where(), phase, exc)
+        log_error((self._where(), phase), "eegkit: %s disabled after an error in %s: %s",
+                  self._where(), phase, exc)
         if self.on_change is not None:
             self.on_change()
 
@@ -216,7 +244,7 @@ class Stage:
             self.params, self.state, self.out_info = old
             self._after_info()
             self.last_error = f"parameter change rejected: {type(exc).__name__}: {exc}"
-            log.error("eegkit: %s: %s", self._where(), self.last_error)
+            log_error((self._where(), "params"), "eegkit: %s: %s", self._where(), self.last_error)
             return False
         self.last_error = None
         changed = not self.out_info.same_layout(old[2])
