@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import threading
 import warnings
 
 from .._errors import PipelineError
 from ._discovery import discover
 from ._loader import load_stage_code
+
+
+log = logging.getLogger("eegkit")
 
 
 class PluginApiWarning(UserWarning):
@@ -32,17 +36,33 @@ class PluginManager:
         self.entry_points = entry_points
         self._lock = threading.RLock()
         self._warned = set()
+        self.records = None
+        self.changes = {"added": [], "removed": []}
         self.refresh()
 
     def refresh(self) -> list:
-        """Discover again (new, removed or edited manifests); return the records."""
+        """Discover again (new, removed or edited manifests); return the records.
+
+        ``changes`` then names the plugins added and removed since the last
+        discovery; a removed plugin is logged (stages already built from it keep
+        running the code they loaded).
+        """
         with self._lock:
+            first = self.records is None
+            before = {r.name: r.path for r in self.records or () if r.status != "shadowed"}
             self.records = discover(self.paths, self.entry_points)
             self._types = {}
             for rec in self.records:
                 if rec.manifest is not None and rec.status != "shadowed":
                     for spec in rec.manifest.stages:
                         self._types.setdefault(spec.type, (rec, spec))
+            after = {r.name for r in self.records if r.status != "shadowed"}
+            if not first:  # the first discovery adds nothing worth reporting
+                self.changes = {"added": sorted(after - set(before)),
+                                "removed": sorted(set(before) - after)}
+                for name in self.changes["removed"]:
+                    log.warning("eegkit: plugin '%s' was removed (it was at %s); stages already "
+                                "built from it keep running the code they loaded", name, before[name])
             return self.records
 
     def record(self, name: str):
@@ -58,6 +78,9 @@ class PluginManager:
         if not isinstance(stage_type, str):
             raise PipelineError(f"{where}: stage type must be a string, got {stage_type!r}")
         found = self._types.get(stage_type)
+        if found is None and isinstance(stage_type, str):
+            self.refresh()  # a plugin folder added since the last discovery
+            found = self._types.get(stage_type)
         if found is None:
             plugin = stage_type.split(".", 1)[0]
             rec = self.record(plugin)
