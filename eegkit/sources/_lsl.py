@@ -143,6 +143,8 @@ class LSLSource(Source):
         self._inlet = lsl.StreamInlet(stream, max_chunklen=0, recover=False,
                                       processing_flags=lsl.proc_clocksync)
         self._inlet.open_stream(self.timeout)
+        # the first clock-offset estimate takes ~0.5 s; pay it here, not in a read()
+        self._inlet.time_correction(timeout=self.timeout)
         self._uid = stream.uid()
         n_ch = stream.channel_count()
         self._buf = np.empty((self.max_chunk, n_ch), dtype=inlet_dtype or np.float64)
@@ -198,7 +200,7 @@ class LSLSource(Source):
             return np.zeros((self.info.n_channels, 0), dtype=self.info.dtype)
         ts = np.asarray(ts, dtype=np.float64)
         if len(ts):
-            self._check_gap(ts[0])
+            self._check_gaps(ts)
             self._last_ts = ts[-1]
         self.last_timestamps = ts
         block = np.ascontiguousarray(data.T, dtype=self.info.dtype)
@@ -207,20 +209,21 @@ class LSLSource(Source):
         self._pos += len(ts)
         return block
 
-    def _check_gap(self, first_ts):
-        """Report missing samples between the previous block and this one."""
-        if self._last_ts is None:
-            return
-        period = 1.0 / self.info.sfreq
-        lost = int(round((first_ts - self._last_ts) / period)) - 1
+    def _check_gaps(self, ts):
+        """Report samples missing before or inside this block, from its timestamps."""
         reconnected, self._after_reconnect = self._after_reconnect, False
-        if lost > 0 and (reconnected or (lost >= 2 and lost * period > 0.1)):
+        period = 1.0 / self.info.sfreq
+        prev = np.concatenate([[self._last_ts], ts]) if self._last_ts is not None else ts
+        lost = np.rint(np.diff(prev) / period).astype(np.int64) - 1
+        offset = 0 if self._last_ts is not None else 1  # index in ts of the sample after each diff
+        jumps = np.flatnonzero((lost >= 2) & (lost * period > 0.1))
+        if reconnected and self._last_ts is not None and 0 not in jumps:
+            jumps = np.concatenate([[0], jumps])  # always report a reconnection, even as 0
+        for j in jumps:
+            n = max(int(lost[j]), 0)
             self.gaps += 1
-            self.samples_lost += lost
-            self._markers.append((self._pos, f"gap: {lost} samples lost"))
-        elif reconnected:
-            self.gaps += 1
-            self._markers.append((self._pos, "gap: 0 samples lost"))
+            self.samples_lost += n
+            self._markers.append((self._pos + int(j) + offset, f"gap: {n} samples lost"))
 
     def markers(self):
         out, self._markers = self._markers, []
