@@ -34,7 +34,7 @@ class BrainFlowSource(Source):
     -----
     Names come from ``BoardShim.get_eeg_names`` (``EEG1, EEG2, ...`` when the board
     has none). BrainFlow delivers microvolts; blocks are converted to volts, as in MNE.
-    Non-zero values of the board's marker row (``BoardShim.insert_marker``) come out of
+    Non-zero values of the board's marker row (:meth:`insert_marker`) come out of
     :meth:`markers` as ``(sample_index, str(value))``.
     """
 
@@ -108,6 +108,14 @@ class BrainFlowSource(Source):
             self._markers += [(self._pos + int(i), f"{data[self._marker_row, i]:g}") for i in hits]
         self._pos += block.shape[1]
         return block
+
+    def insert_marker(self, value: float) -> None:
+        """Tag the board's current sample with ``value`` (non-zero); it comes back
+        through :meth:`markers` at the sample where the board put it."""
+        if not value:
+            raise ParameterError("BrainFlowSource.insert_marker: value must be non-zero "
+                                 "(0 means 'no marker' in BrainFlow's marker row)")
+        self._board.insert_marker(float(value))
 
     def markers(self):
         out, self._markers = self._markers, []
