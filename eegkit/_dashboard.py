@@ -232,7 +232,9 @@ class _StageCard:
 
     def set_param(self, name, value) -> None:
         """Ask the stage for a new value (applied between two chunks); raise if rejected."""
-        self.stage.set_params(**{name: value})
+        # on top of a change still waiting for a chunk boundary, so two quick edits both count
+        base = self.stage._pending or self.stage.params
+        self.stage.set_params(**{**base, name: value})
 
     def refresh(self, stats):
         """Health, timing and parameters, from the stage's counters."""
