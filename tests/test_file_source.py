@@ -50,6 +50,7 @@ def test_chunks_equal_mne(path):
     assert src.info.ch_types == tuple(ref_raw.get_channel_types())
     assert set(src.info.units) == {"V"}
     assert src.n_samples == ref_raw.n_times and not src.live
+    assert src.raw.preload == src.mixed_rates  # read chunk by chunk from disk otherwise
     data, _ = read_in_chunks(src)
     np.testing.assert_array_equal(data, ref_raw.get_data())
     assert src.read(10).shape == (src.info.n_channels, 0) and src.ended

@@ -249,3 +249,23 @@ def test_missing_pylsl_names_the_extra(monkeypatch):
         LSLSource(name="whatever")
     with pytest.raises(MissingExtraError, match=r"LSLSink needs .*eegkit\[lsl\]"):
         LSLSink("whatever")
+
+
+def test_pipeline_runs_from_an_lsl_stream():
+    import eegkit
+    from scipy import signal
+
+    name = unique("pipeline")
+    out = outlet(name, n_channels=2, sfreq=100.0, fmt="double64")
+    src = LSLSource(name=name)
+    try:
+        x = np.random.default_rng(5).standard_normal((2, 300))
+        out.push_chunk(np.ascontiguousarray(x.T))  # already queued in the inlet
+        p = eegkit.Pipeline(source=src)
+        p.add("filters.lowpass", id="lp", cutoff=20.0)
+        got = p.run(duration=3.0, chunk=25)["lp"]
+        sos = signal.butter(4, 20.0, fs=100.0, output="sos")
+        np.testing.assert_allclose(got, signal.sosfilt(sos, x), rtol=1e-9, atol=1e-12)
+    finally:
+        src.close()
+        del out
