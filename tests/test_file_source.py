@@ -233,3 +233,19 @@ def test_pipeline_bandpass_over_a_real_file():
     x = mne.io.read_raw(GENERATOR, verbose="error").get_data(stop=12000)
     sos = signal.butter(4, [1.0, 40.0], btype="bandpass", fs=200.0, output="sos")
     np.testing.assert_allclose(out, signal.sosfilt(sos, x, axis=-1), rtol=1e-9, atol=1e-15)
+
+
+def test_require_tells_missing_from_broken(tmp_path, monkeypatch):
+    from eegkit._optional import require
+
+    pkg = tmp_path / "eegkit_broken_dep"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise OSError('libfoo.so: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(MissingExtraError, match=r"'eegkit_broken_dep', which is installed but failed "
+                                                r"to import \(OSError: libfoo.so.*eegkit\[io\]"):
+        require("eegkit_broken_dep", "io", "Reading files")
+    with pytest.raises(MissingExtraError, match=r"Reading files needs the optional package "
+                                                r"'eegkit_absent_dep', which is not installed"):
+        require("eegkit_absent_dep.sub", "io", "Reading files")
+    assert require("numpy", "io", "x") is np
