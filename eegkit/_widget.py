@@ -11,6 +11,7 @@ import difflib
 import re
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import anywidget
@@ -75,6 +76,9 @@ class StreamView(anywidget.AnyWidget):
     newest ``step - 1`` samples wait for the next frame.
     """
 
+    #: unique per widget: views key their per-model state by it (anywidget gives
+    #: ``initialize`` and each ``render`` different proxies of one model)
+    stream_id = t.Unicode("").tag(sync=True)
     info = t.Dict().tag(sync=True)
     title = t.Unicode("").tag(sync=True)
     view = t.Unicode("").tag(sync=True)
@@ -121,7 +125,7 @@ class StreamView(anywidget.AnyWidget):
         self._buf = None
         traits.setdefault("log_scale", view == "spectrum")
         super().__init__(info=info.to_dict(), view=str(view), title=str(title), fps=float(fps),
-                         seconds=float(seconds), **traits)
+                         seconds=float(seconds), stream_id=uuid.uuid4().hex, **traits)
         self._alloc()
         self.on_msg(self._on_msg)
 

@@ -333,3 +333,30 @@ def test_frame_cost_reports_numbers():
     cost = frame_cost(n_channels=8, sfreq=250.0, seconds=2.0, n_frames=20)
     assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 500 * 4
     assert 0 < cost["median_ms"] <= cost["p99_ms"] <= cost["max_ms"]
+
+
+def test_views_fed_by_pipeline_taps(make_view):
+    import eegkit
+
+    p = eegkit.Pipeline()
+    p.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    p.add("brain_fft.band_power", id="bands", input="bp")
+    p.open(StreamInfo(250.0, ["Fz", "Cz", "Pz"]))
+    scope, scope_comm = make_view(p.info_of("bp"), view="scope", seconds=2.0)
+    bars, bars_comm = make_view(p.info_of("bands"), view="bars")
+    p.tap("bp", scope.feed)
+    p.tap("bands", bars.feed)
+    x = np.random.default_rng(6).standard_normal((3, 2000))
+    out = {"bp": [], "bands": []}
+    for i in range(0, x.shape[1], 50):
+        step = p.push(x[:, i:i + 50])
+        for key in out:
+            out[key].append(step[key])
+    assert scope._tick() and bars._tick()
+    (content, data), = frames_of(scope_comm)
+    np.testing.assert_array_equal(data, np.concatenate(out["bp"], axis=1)[:, -500:].astype(np.float32))
+    assert content["end_sample"] == 2000
+    (content, data), = frames_of(bars_comm)
+    bands = np.concatenate(out["bands"], axis=1)
+    np.testing.assert_array_equal(data, bands[:, -1].reshape(3, 5).astype(np.float32))
+    assert content["first_sample"] == bands.shape[1] - 1

@@ -3,12 +3,15 @@
 // eegkit._widget inlines this file into each view (anywidget loads a view from
 // text, so the browser cannot resolve a relative import itself).
 
-const STREAMS = new WeakMap();
+// Per-model state, keyed by the `stream_id` trait: anywidget hands `initialize` and
+// each `render` a different proxy object of the same model.
+const STREAMS = new Map();
 
 // Model side, called from `initialize`: keep the newest frame, tell the views.
 export function attachStream(model) {
+  const key = model.get("stream_id");
   const stream = { frame: null, frames: 0, listeners: new Set() };
-  STREAMS.set(model, stream);
+  STREAMS.set(key, stream);
   const onMsg = (msg, buffers) => {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
     stream.frame = { ...msg, data: asFloat32(buffers[0]) };
@@ -17,7 +20,10 @@ export function attachStream(model) {
   };
   model.on("msg:custom", onMsg);
   model.send({ type: "ready" }); // a new frontend: frames sent before it will never be acked
-  return () => model.off("msg:custom", onMsg);
+  return () => {
+    model.off("msg:custom", onMsg);
+    if (STREAMS.get(key) === stream) STREAMS.delete(key);
+  };
 }
 
 function asFloat32(buf) {
@@ -42,6 +48,7 @@ const CSS = `
   white-space: pre-wrap; max-height: 60%; overflow: auto; border-radius: 3px;
   color: var(--jp-error-color1, #d32f2f); background: var(--jp-error-color3, #fdecea);
   border: 1px solid var(--jp-error-color2, #f28b82); }
+.eegkit-wait[hidden], .eegkit-status[hidden] { display: none; }
 .eegkit-view[data-state="disabled"] canvas { opacity: 0.35; }
 @media (prefers-color-scheme: dark) {
   body:not([data-jp-theme-light]) .eegkit-view { color: #e0e0e0; border-color: #3a3a3a; }
@@ -108,6 +115,14 @@ export function fmtQuantity(x, unit) {
   return u ? `${fmtNumber(x)} ${u}` : fmtNumber(x);
 }
 
+// Powers of volts are shown in µV-based units (µV²/Hz), as EEG spectra usually are.
+export function displayUnit(unit) {
+  const u = (unit || "").replace("^2", "²");
+  if (u === "V") return { factor: 1e6, unit: "µV" };
+  if (u.startsWith("V²")) return { factor: 1e12, unit: "µV²" + u.slice(2) };
+  return { factor: 1, unit: u };
+}
+
 export function fmtNumber(x) {
   if (x === 0) return "0";
   const a = Math.abs(x);
@@ -141,8 +156,8 @@ export function stickyRange(state, key, target, shrink = (a, b) => a < b) {
 // spec = { name, height(info, w), meta(info)?, draw(ctx, frame, box, th, view) -> note text }
 export function mountView(model, el, spec) {
   injectStyle();
-  if (!STREAMS.get(model)) attachStream(model);
-  const stream = STREAMS.get(model);
+  if (!STREAMS.has(model.get("stream_id"))) attachStream(model);
+  const stream = STREAMS.get(model.get("stream_id"));
   const root = document.createElement("div");
   root.className = `eegkit-view eegkit-${spec.name}`;
   Object.assign(root.dataset, { frames: "0", draws: "0", lastSeq: "-1", firstValue: "", state: "ok" });

@@ -1,7 +1,7 @@
 // Bars: features per channel (e.g. band powers), grouped by channel, one colour
 // per axis item (band), linear or log value axis.
 // Frames: layout "latest", channels x items.
-import { attachStream, mountView, niceUp, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10 } from "./_common.js";
+import { attachStream, mountView, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, displayUnit } from "./_common.js";
 
 const BAND_COLORS = {
   delta: ["#5c6bc0", "#9fa8da"], theta: ["#26a69a", "#80cbc4"], alpha: ["#66bb6a", "#a5d6a7"],
@@ -25,9 +25,9 @@ function draw(ctx, frame, { w, h }, th, view) {
   const { model, state } = view;
   const info = model.get("info") || {};
   const log = model.get("log_scale");
-  const unit = (info.units || [])[0] || "";
+  const { factor, unit } = displayUnit((info.units || [])[0]);
   const [nch, nit] = frame.shape;
-  const d = frame.data;
+  const d = factor === 1 ? frame.data : frame.data.map((v) => v * factor);
   const { items, chans } = layout(info);
 
   let lo = Infinity, hi = 0;
@@ -40,8 +40,10 @@ function draw(ctx, frame, { w, h }, th, view) {
     if (y1 - y0 < 1) y0 = y1 - 1;
     ty = (v) => (v > 0 ? Math.max(y0, Math.log10(v)) : y0);
   } else {
+    // top: a whole number of 1-2-5 ticks above the highest bar
+    const step = tickStep(hi, 4);
     y0 = 0;
-    y1 = stickyRange(state, "top", niceUp(hi), (a, b) => a <= b / 2);
+    y1 = stickyRange(state, "top", Math.ceil(hi / step) * step, (a, b) => a <= b / 2);
     ty = (v) => Math.max(0, v);
   }
   const ticks = [];
@@ -49,7 +51,7 @@ function draw(ctx, frame, { w, h }, th, view) {
     for (let k = y0; k <= y1; k++) ticks.push([k, fmtPow10(k)]);
   } else {
     const step = tickStep(y1, 4);
-    for (let v = 0; v <= y1 + 1e-9 * step; v += step) ticks.push([v, fmtNumber(v)]);
+    for (let v = 0; v <= y1 * (1 + 1e-9); v += step) ticks.push([v, fmtNumber(v)]);
   }
   const labelW = Math.max(...ticks.map(([, s]) => ctx.measureText(s).width)) + 10;
   const legendH = nit > 1 ? 18 : 0;

@@ -42,8 +42,8 @@ function draw(ctx, frame, { w, h }, th, view) {
   const lane = box.height / Math.max(1, nch);
 
   const { mean, sd } = channelStats(frame);
-  // one lane ("division") holds about +-3 standard deviations of a typical channel
-  const auto = stickyRange(state, "scale", niceUp(6 * median(sd) || 1e-6), (a, b) => a <= b / 2);
+  // one lane ("division") holds about +-2 standard deviations of a typical channel
+  const auto = stickyRange(state, "scale", niceUp(4 * median(sd) || 1e-6), (a, b) => a <= b / 2);
   const scale = model.get("scale") > 0 ? model.get("scale") : auto;
   const k = lane / scale;
 

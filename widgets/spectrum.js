@@ -1,7 +1,7 @@
 // Spectrum: power spectral density per channel (thin coloured lines) and their
 // mean (bold), log or linear value axis, frequency axis in Hz.
 // Frames: layout "latest", channels x bins (bins averaged by `step` when decimated).
-import { attachStream, mountView, niceUp, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, xAxis } from "./_common.js";
+import { attachStream, mountView, niceUp, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, xAxis, displayUnit } from "./_common.js";
 
 function frequencies(info, nbin, step) {
   const f = info.axis_values || [];
@@ -29,20 +29,22 @@ function draw(ctx, frame, { w, h }, th, view) {
   const info = model.get("info") || {};
   const log = model.get("log_scale");
   const [nch, nbin] = frame.shape;
-  const d = frame.data;
+  const { factor, unit } = displayUnit((info.units || [])[0]);
+  const d = factor === 1 ? frame.data : frame.data.map((v) => v * factor);
   const freqs = frequencies(info, nbin, frame.step || 1);
-  const unit = (info.units || [])[0] || "";
 
   // mean over channels, and the value range
+  // (the bottom of a log axis follows the mean, not the deepest single-channel notch)
   const mean = new Float64Array(nbin);
   let lo = Infinity, hi = -Infinity;
   for (let j = 0; j < nbin; j++) {
     let s = 0, n = 0;
     for (let c = 0; c < nch; c++) {
       const v = d[c * nbin + j];
-      if (v === v) { s += v; n++; if (!log || v > 0) { if (v < lo) lo = v; if (v > hi) hi = v; } }
+      if (v === v) { s += v; n++; if (v > hi) hi = v; if (!log && v < lo) lo = v; }
     }
     mean[j] = n ? s / n : NaN;
+    if (log && mean[j] > 0 && mean[j] / 4 < lo) lo = mean[j] / 4;
   }
   if (!(hi > lo)) { lo = log ? 1e-12 : 0; hi = log ? 1 : 1; }
   let y0, y1, ty;

@@ -1,0 +1,8 @@
+"""Browser tests: make the harness (``lab.py`` beside this file) importable."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
