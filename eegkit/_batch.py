@@ -1,0 +1,783 @@
+"""Batch: one pipeline over many recordings, one Dask task per recording.
+
+The client resolves the inputs, skips recordings whose outputs are complete, and
+submits one task per remaining recording. A task (on a worker) builds the pipeline
+from its JSON document, streams the file through it in blocks (``FileSource``, never
+the whole recording in memory) and streams each requested stage's output to a
+``.npy`` file, in a temporary folder renamed into place once everything is written.
+
+Output layout (``OUT`` is ``out=`` / ``--out``)::
+
+    OUT/summary.csv               one row per recording of this run
+    OUT/<name>/<stage>.npy        (rows, samples) output of each requested stage
+    OUT/<name>/markers.csv        sample,description of the file's annotations/events
+    OUT/<name>/meta.json          written last: pipeline hash, StreamInfo of each output
+
+Workers must see the input files and ``OUT`` at the same paths as the client
+(a shared file system), and must find the pipeline's plugins: the same way as
+locally (``EEGKIT_PLUGINS_PATH``, ``./plugins``, bundled, entry points), or shipped
+with each task (``ship_plugins=True``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import ParameterError, PipelineError, StageError
+
+BATCH_FORMAT = 1
+BLOCK = 65536
+RECORDING_EXTS = (".edf", ".bdf", ".gdf", ".fif", ".fif.gz", ".vhdr", ".set", ".cnt")
+MANIFEST_EXTS = (".txt", ".lst", ".list", ".csv", ".tsv")
+PATH_COLUMNS = ("path", "recording", "file", "filename")
+SUMMARY_FIELDS = ("recording", "duration_s", "n_samples", "status", "error", "seconds", "output")
+SHIP_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
+SHIP_LIMIT = 50 * 2**20
+NPY_HEADER = 128  # fixed, so the final shape can be written over the first one
+
+
+# -- public API ----------------------------------------------------------------------
+class BatchSummary(list):
+    """Rows of a batch run (one dict per recording, the columns of ``summary.csv``).
+
+    Attributes
+    ----------
+    path : Path
+        The ``summary.csv`` written in the output folder.
+    """
+
+    path: Path = None
+
+    @property
+    def failed(self) -> list:
+        """Rows whose status is ``error``."""
+        return [r for r in self if r["status"] == "error"]
+
+    def counts(self) -> dict:
+        """Number of rows per status (``ok``, ``skipped``, ``error``)."""
+        out = {}
+        for r in self:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+    def to_pandas(self):
+        """The rows as a ``pandas.DataFrame`` (needs pandas)."""
+        from ._optional import require
+
+        return require("pandas", "batch", "BatchSummary.to_pandas").DataFrame(list(self))
+
+    def __repr__(self):
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "empty"
+        return f"<BatchSummary {len(self)} recordings: {counts}; {self.path}>"
+
+
+def batch(pipeline, inputs, out="eegkit-batch", scheduler=None, workers=None, retries=1,
+          stages=None, ship_plugins=False, force=False, block=BLOCK,
+          progress=True) -> BatchSummary:
+    """Run a pipeline over many recordings, one Dask task per recording.
+
+    Parameters
+    ----------
+    pipeline : Pipeline, dict or path
+        A pipeline, its document (:meth:`Pipeline.to_dict`) or a pipeline JSON file.
+        Its source and sinks are not used: every recording is its source.
+    inputs : path, glob or list of them
+        Recording files; globs (``"data/**/*.edf"``); folders (BIDS ``sub-*/eeg/*_eeg.*``,
+        else every recording file below); manifests (``.txt``/``.lst``: one path per
+        line; ``.csv``/``.tsv``: a ``path`` column). Relative paths in a manifest are
+        relative to the manifest.
+    out : path
+        Output folder (every worker must be able to write it at the same path).
+    scheduler : str or distributed.Client, optional
+        Address of a running scheduler (``"tcp://127.0.0.1:8786"``) or a Client.
+        Default: a ``LocalCluster`` of worker processes on this machine.
+    workers : int, optional
+        Worker processes of the local cluster (default: cores, at most one per recording).
+    retries : int
+        Times a task is retried after its worker was lost (and, on the local cluster,
+        the scheduler's ``allowed-failures``). A recording that fails to process is not
+        retried: it is reported in the summary.
+    stages : list of str, optional
+        Stage ids whose outputs are written (default: every stage).
+    ship_plugins : bool
+        Send the files of the plugins the pipeline uses with the tasks; workers write
+        them to a temporary folder and load them from there.
+    force : bool
+        Re-run recordings whose outputs are already complete.
+    block : int
+        Samples read and processed per step (bounds memory per task).
+    progress : bool
+        Print the dashboard link and a progress bar to stderr.
+
+    Returns
+    -------
+    BatchSummary
+        One row per recording; also written to ``OUT/summary.csv``.
+    """
+    pipe = load_pipeline(pipeline)
+    wanted = _wanted(pipe, stages)
+    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
+        raise ParameterError(f"batch: block must be a positive number of samples, got {block!r}")
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ParameterError(f"batch: retries must be an integer >= 0, got {retries!r}")
+    paths = resolve_inputs(inputs)
+    out = Path(out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    template = _job_template(pipe, wanted, block, ship_plugins)
+    rows, jobs = {}, []
+    for path, name in zip(paths, recording_names(paths)):
+        final = out / name
+        done = None if force else _completed(final, path, template["hash"], wanted)
+        if done is not None:
+            rows[name] = _row(path, "skipped", output=final, meta=done)
+        else:
+            _clear_stale(out, name)
+            jobs.append({**template, "path": str(path), "name": name, "out": str(out)})
+    say = _Say(progress)
+    if jobs:
+        say(f"eegkit batch: {len(jobs)} to run, {len(rows)} already done, output in {out}")
+        for row in _run_jobs(jobs, template, scheduler, workers, retries, say):
+            rows[row.pop("name")] = row
+    else:
+        say(f"eegkit batch: all {len(rows)} recordings already done in {out}")
+    summary = BatchSummary(rows[name] for name in recording_names(paths))
+    summary.path = write_summary(summary, out / "summary.csv")
+    return summary
+
+
+def load_pipeline(pipeline):
+    """A Pipeline from a Pipeline, a document dict, or a JSON path/text."""
+    from ._pipeline import Pipeline
+
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    if isinstance(pipeline, dict):
+        return Pipeline.from_dict(pipeline)
+    return Pipeline.from_json(pipeline)
+
+
+def _wanted(pipe, stages):
+    """Stage ids to write, checked against the pipeline."""
+    ids = [s.id for s in pipe.stages]
+    if not ids:
+        raise PipelineError("batch: the pipeline has no stages; add stages before running a batch")
+    if stages is None:
+        return ids
+    stages = [stages] if isinstance(stages, str) else list(stages)
+    unknown = [s for s in stages if s not in ids]
+    if unknown or not stages:
+        raise ParameterError(f"batch: stages {unknown or stages} are not stage ids of the "
+                             f"pipeline; its stages are: {', '.join(ids)}")
+    return list(dict.fromkeys(stages))
+
+
+# -- inputs ---------------------------------------------------------------------------
+def resolve_inputs(inputs) -> list:
+    """Recording paths from files, globs, folders and manifests (first seen order, no repeats)."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    found = []
+    for item in inputs:
+        text = os.path.expanduser(os.fspath(item))
+        if any(c in text for c in "*?[") and not os.path.exists(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise ParameterError(f"batch: input pattern {text!r} matches no files")
+            for m in matches:
+                p = Path(m)
+                if p.is_dir():
+                    found += _folder(p)
+                elif _has_ext(p, RECORDING_EXTS):
+                    found.append(p)
+        else:
+            found += _expand(Path(text), manifests=True)
+    seen, paths = set(), []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            paths.append(key)
+    if not paths:
+        raise ParameterError(f"batch: no recordings found in {list(map(str, inputs))}")
+    return paths
+
+
+def _expand(path, manifests):
+    """One explicit input: a folder, a manifest or a recording (kept even if missing)."""
+    if path.is_dir():
+        return _folder(path)
+    if manifests and path.is_file() and _has_ext(path, MANIFEST_EXTS):
+        return _manifest(path)
+    return [path]
+
+
+def _folder(root):
+    """Recordings in a folder: BIDS ``sub-*/[ses-*/]eeg/*_eeg.*`` if any, else every recording file."""
+    bids = [p for p in sorted(root.glob("sub-*/**/eeg/*_eeg.*"))
+            if p.is_file() and _has_ext(p, RECORDING_EXTS)]
+    if bids:
+        return bids
+    files = [p for p in sorted(root.rglob("*")) if p.is_file() and _has_ext(p, RECORDING_EXTS)]
+    if not files:
+        raise ParameterError(f"batch: folder {root} holds no recordings (looked for "
+                             f"{', '.join('*' + e for e in RECORDING_EXTS)})")
+    return files
+
+
+def _manifest(path):
+    """Paths listed in a manifest: one per line, or the path column of a CSV/TSV."""
+    text = path.read_text(encoding="utf-8-sig")
+    if _has_ext(path, (".csv", ".tsv")):
+        reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ",")
+        columns = {c.strip().lower(): c for c in reader.fieldnames or []}
+        column = next((columns[c] for c in PATH_COLUMNS if c in columns), None)
+        if column is None:
+            raise ParameterError(f"batch: manifest {path} needs a 'path' column; its columns are "
+                                 f"{reader.fieldnames}")
+        entries = [(row.get(column) or "").strip() for row in reader]
+    else:
+        entries = [line.strip() for line in text.splitlines()]
+    entries = [e for e in entries if e and not e.startswith("#")]
+    if not entries:
+        raise ParameterError(f"batch: manifest {path} lists no recordings")
+    out = []
+    for e in entries:
+        p = Path(e).expanduser()
+        out += _expand(p if p.is_absolute() else path.parent / p, manifests=False)
+    return out
+
+
+def _has_ext(path, exts):
+    return str(path).lower().endswith(exts)
+
+
+def recording_names(paths) -> list:
+    """Output folder name of each recording: its file stem, made unique with a path hash."""
+    stems = []
+    for p in paths:
+        name = Path(p).name
+        for ext in sorted(RECORDING_EXTS, key=len, reverse=True):
+            if name.lower().endswith(ext):
+                name = name[:-len(ext)]
+                break
+        else:
+            name = Path(p).stem
+        stems.append("".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
+                     or "recording")
+    names = []
+    for p, stem in zip(paths, stems):
+        if stems.count(stem) > 1:
+            stem = f"{stem}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}"
+        names.append(stem)
+    return names
+
+
+# -- the job sent to workers ------------------------------------------------------------
+def _job_template(pipe, wanted, block, ship_plugins):
+    """What every task of this run shares: the pipeline document, its hash, plugin access."""
+    doc = pipe.to_dict()
+    doc["source"] = None
+    doc.pop("sinks", None)
+    code = {s.id: [s.code.manifest.name, s.code.manifest.version, s.code.digest]
+            for s in pipe.stages}
+    key = json.dumps({"format": BATCH_FORMAT, "stages": doc["stages"], "outputs": wanted,
+                      "code": code}, sort_keys=True)
+    paths = pipe.plugins.paths
+    return {"doc": doc, "outputs": wanted, "code": code, "block": int(block),
+            "hash": hashlib.sha256(key.encode()).hexdigest()[:16],
+            "plugin_paths": None if paths is None else [str(Path(p).resolve()) for p in paths],
+            "entry_points": pipe.plugins.entry_points,
+            "bundle": plugin_bundle(pipe) if ship_plugins else None}
+
+
+def plugin_bundle(pipe) -> dict:
+    """Files of the plugins a pipeline uses: ``{plugin: {relative path: bytes}}``."""
+    bundle, total = {}, 0
+    for name in sorted({s.code.manifest.name for s in pipe.stages}):
+        root = next(s.code.manifest.path for s in pipe.stages if s.code.manifest.name == name)
+        files = {}
+        for p in sorted(Path(root).rglob("*")):
+            rel = p.relative_to(root)
+            if any(part in SHIP_SKIP or part.startswith(".") for part in rel.parts) or not p.is_file():
+                continue
+            files[rel.as_posix()] = data = p.read_bytes()
+            total += len(data)
+        if total > SHIP_LIMIT:
+            raise ParameterError(f"batch: plugin folders to ship exceed {SHIP_LIMIT >> 20} MiB "
+                                 f"(at plugin '{name}', {root}); put the plugins on a path every "
+                                 f"worker sees (EEGKIT_PLUGINS_PATH) instead")
+        bundle[name] = files
+    return bundle
+
+
+# -- client side: cluster, submission, progress ---------------------------------------------
+def _run_jobs(jobs, template, scheduler, workers, retries, say):
+    """Submit every job, collect rows as they finish (failures become rows)."""
+    from ._optional import require
+
+    require("dask.distributed", "batch", "eegkit batch")
+    from dask.distributed import as_completed
+
+    client, closers = _connect(scheduler, workers, retries, len(jobs))
+    try:
+        link = _dashboard(client)
+        if link:
+            say(f"dashboard: {link}")
+        bundle = template["bundle"]
+        # a task rather than scatter: its result can be recomputed if the worker holding it dies
+        shared = (client.submit(_identity, bundle, key=f"eegkit-plugins-{uuid.uuid4().hex[:8]}")
+                  if bundle is not None else None)
+        run = uuid.uuid4().hex[:8]
+        futures = {}
+        for job in jobs:
+            job = {k: v for k, v in job.items() if k != "bundle"}
+            f = client.submit(run_recording, job, shared, key=f"eegkit-batch-{job['name']}-{run}",
+                              retries=retries, pure=False)
+            futures[f] = job
+        bar = _Bar(len(jobs), say)
+        for f in as_completed(list(futures)):
+            job = futures[f]
+            try:
+                row = f.result()
+            except Exception as exc:  # noqa: BLE001 - lost workers, cancelled tasks
+                row = _row(job["path"], "error", error=_one_line(exc), name=job["name"])
+            bar.update(row["status"] == "error")
+            yield row
+        bar.close()
+    finally:
+        for close in closers:
+            close()
+
+
+def _connect(scheduler, workers, retries, n_jobs):
+    """A Client (and what to close afterwards) for a scheduler address, a Client, or a new LocalCluster."""
+    import dask
+    from dask.distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, []
+    if scheduler:
+        client = Client(str(scheduler), timeout="30s")
+        return client, [client.close]
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ParameterError(f"batch: workers must be a positive integer, got {workers!r}")
+    n = workers or max(1, min(os.cpu_count() or 1, n_jobs))
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {"PYTHONPATH": os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "")
+                                                   .split(os.pathsep) if p and p != root])}
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env)
+    client = Client(cluster)
+    return client, [client.close, cluster.close]
+
+
+def _dashboard(client):
+    """Dashboard link, when the scheduler serves one."""
+    try:
+        if "dashboard" in client.scheduler_info().get("services", {}):
+            return client.dashboard_link
+    except Exception:  # noqa: BLE001 - the link is a courtesy
+        pass
+    return None
+
+
+class _Say:
+    """Print to stderr when progress is on."""
+
+    def __init__(self, on):
+        self.on = bool(on)
+
+    def __call__(self, text, end="\n"):
+        if self.on:
+            print(text, end=end, file=sys.stderr, flush=True)
+
+
+class _Bar:
+    """A text progress bar over recordings (one line per update when not a terminal)."""
+
+    def __init__(self, total, say):
+        self.total, self.done, self.failed, self.say = total, 0, 0, say
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty() or "ipykernel" in sys.modules
+        self._draw()
+
+    def update(self, failed):
+        self.done += 1
+        self.failed += bool(failed)
+        self._draw()
+
+    def _draw(self):
+        width = 30
+        fill = int(width * self.done / max(self.total, 1))
+        line = (f"[{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total} recordings, "
+                f"{self.failed} failed, {time.perf_counter() - self.t0:.1f} s")
+        self.say(("\r" + line) if self.tty else line, end="" if self.tty else "\n")
+
+    def close(self):
+        if self.tty:
+            self.say("")
+
+
+def write_summary(rows, path) -> Path:
+    """Write the summary rows as CSV (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def _row(path, status, error="", output="", meta=None, seconds=0.0, name=None):
+    row = {"recording": str(path), "duration_s": "", "n_samples": "", "status": status,
+           "error": error, "seconds": round(seconds, 3), "output": str(output)}
+    if meta is not None:
+        row["duration_s"], row["n_samples"] = meta["duration_s"], meta["n_samples"]
+    if name is not None:
+        row["name"] = name
+    return row
+
+
+def _identity(value):
+    return value
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _input_signature(path):
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _completed(final, path, phash, wanted):
+    """The meta of a finished output folder for this recording and pipeline, else None."""
+    try:
+        meta = json.loads((final / "meta.json").read_text(encoding="utf-8"))
+        ok = (meta.get("pipeline_hash") == phash and meta.get("recording") == str(path)
+              and meta.get("input") == _input_signature(path)
+              and all((final / f"{id}.npy").is_file() for id in wanted))
+    except (OSError, ValueError):
+        return None
+    return meta if ok else None
+
+
+def _clear_stale(out, name):
+    """Remove temporary folders left by tasks whose worker died."""
+    for p in out.glob(f".{glob.escape(name)}.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# -- worker side --------------------------------------------------------------------------
+_IDLE = {}          # (pipeline hash, plugin access) -> pipelines not in use in this process
+_MANAGERS = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def run_recording(job, bundle=None) -> dict:
+    """Process one recording on a worker; return its summary row (errors become rows)."""
+    t0 = time.perf_counter()
+    out = Path(job["out"])
+    final = out / job["name"]
+    tmp = out / f".{job['name']}.tmp-{uuid.uuid4().hex[:8]}"
+    key, pipe = None, None
+    try:
+        key, pipe = _checkout(job, bundle)
+        tmp.mkdir(parents=True)
+        meta = _process_file(pipe, job, tmp)
+        meta["seconds"] = round(time.perf_counter() - t0, 3)
+        _write_json(tmp / "meta.json", meta)
+        _publish(tmp, final)
+        return _row(job["path"], "ok", output=final, meta=meta, name=job["name"],
+                    seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one bad recording must not stop the batch
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _row(job["path"], "error", error=_one_line(exc), name=job["name"],
+                    seconds=time.perf_counter() - t0)
+    finally:
+        if pipe is not None:
+            with _WORKER_LOCK:
+                _IDLE.setdefault(key, []).append(pipe)
+
+
+def _checkout(job, bundle):
+    """A pipeline for this job from the process's pool, or a new one."""
+    from ._pipeline import Pipeline
+    from .plugin import PluginManager
+
+    if bundle is not None:
+        access = ("bundle", str(_bundle_dir(bundle)))
+    else:
+        paths = job["plugin_paths"]
+        access = ("paths", None if paths is None else tuple(paths), job["entry_points"])
+    key = (job["hash"], access)
+    with _WORKER_LOCK:
+        if _IDLE.get(key):
+            return key, _IDLE[key].pop()
+        manager = _MANAGERS.get(access)
+    if manager is None:
+        if access[0] == "bundle":
+            manager = PluginManager(paths=[access[1]], entry_points=False)
+        else:
+            manager = PluginManager(paths=access[1], entry_points=access[2])
+        with _WORKER_LOCK:
+            manager = _MANAGERS.setdefault(access, manager)
+    else:
+        manager.refresh()  # a long-lived worker sees plugins added since its last pipeline
+    pipe = Pipeline.from_dict(job["doc"], plugins=manager,
+                              where=f"pipeline on worker {socket.gethostname()}")
+    for stage in pipe.stages:
+        want = job["code"][stage.id]
+        have = [stage.code.manifest.name, stage.code.manifest.version, stage.code.digest]
+        if have != want:
+            raise PipelineError(
+                f"stage '{stage.id}' ({stage.type}): the worker's plugin '{have[0]}' "
+                f"{have[1]} at {stage.code.manifest.path} (code {have[2]}) differs from the "
+                f"client's {want[1]} (code {want[2]}); give workers the same plugins "
+                f"(a shared EEGKIT_PLUGINS_PATH) or ship them (--ship-plugins)")
+    return key, pipe
+
+
+def _bundle_dir(bundle):
+    """Write shipped plugin files once per process tree, content-addressed; return the folder."""
+    h = hashlib.sha256()
+    for name in sorted(bundle):
+        for rel in sorted(bundle[name]):
+            h.update(f"{name}/{rel}\0{len(bundle[name][rel])}\0".encode())
+            h.update(bundle[name][rel])
+    root = Path(tempfile.gettempdir()) / "eegkit-batch-plugins" / h.hexdigest()[:16]
+    if (root / ".complete").exists():
+        return root
+    tmp = root.with_name(f"{root.name}.tmp-{uuid.uuid4().hex[:8]}")
+    for name, files in bundle.items():
+        for rel, data in files.items():
+            target = tmp / name / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    (tmp / ".complete").touch()
+    try:
+        os.rename(tmp, root)
+    except OSError:  # another worker on this machine wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _process_file(pipe, job, tmp):
+    """Stream one file through the pipeline into ``tmp``; return the metadata."""
+    from .sources._file import FileSource
+
+    path = job["path"]
+    signature = _input_signature(path)
+    src = FileSource(path)
+    markers = []
+    try:
+        info = src.info
+        pipe.open(info)
+        lengths = known_lengths(pipe, src.n_samples)
+        writers = {id: NpyWriter(tmp / f"{id}.npy", pipe.info_of(id).n_channels,
+                                 pipe.info_of(id).dtype, lengths[id]) for id in job["outputs"]}
+        try:
+            while not src.ended:
+                x = src.read(job["block"])
+                if x.shape[1] == 0:
+                    break
+                outs = pipe.push(x, copy=False)
+                for id, w in writers.items():
+                    w.write(outs[id])
+                markers += src.markers()
+            markers += src.markers()
+        finally:
+            for w in writers.values():
+                w.close()
+    finally:
+        src.close()
+    disabled = [s for s in pipe.stages if s.status != "ok"]
+    if disabled:
+        raise StageError("; ".join(f"stage '{s.id}' ({s.type}) disabled: {s.error}" for s in disabled))
+    with open(tmp / "markers.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(("sample", "description"))
+        writer.writerows(markers)
+    from . import __version__
+
+    return {"eegkit_batch": BATCH_FORMAT, "recording": str(path), "input": signature,
+            "pipeline_hash": job["hash"], "pipeline": job["doc"], "eegkit_version": __version__,
+            "n_samples": int(src.n_samples), "sfreq": info.sfreq,
+            "duration_s": round(src.n_samples / info.sfreq, 6), "n_markers": len(markers),
+            "worker": socket.gethostname(),
+            "outputs": {id: {"file": f"{id}.npy", "shape": [writers[id].rows, writers[id].n],
+                             "info": pipe.info_of(id).to_dict()} for id in job["outputs"]},
+            "stages": pipe.status()}
+
+
+def known_lengths(pipe, n_samples) -> dict:
+    """Output length of each stage when it is known before running (same layout as its
+    input all the way from the source), else None."""
+    lengths = {"source": n_samples}
+    for s in pipe.stages:
+        same = s.out_info.same_layout(s.in_info) and s.out_info.kind == s.in_info.kind
+        lengths[s.id] = lengths[s.input] if same else None
+    return lengths
+
+
+def _publish(tmp, final):
+    """Move a finished folder into place (replacing an older result)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_json(path, doc):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class NpyWriter:
+    """Write a ``(rows, n)`` array to a ``.npy`` file block by block, never holding it whole.
+
+    With a known length the file is C-ordered (each row contiguous on disk, as
+    ``Pipeline.process`` returns it) and blocks are written into place. With an
+    unknown length (windowed stages) the file is Fortran-ordered, blocks are appended,
+    and the shape in the header is written at :meth:`close`. Both load with
+    ``np.load`` (and ``mmap_mode="r"``) as ``(rows, n)`` arrays.
+    """
+
+    def __init__(self, path, rows, dtype, length=None):
+        self.path, self.rows, self.dtype = Path(path), int(rows), np.dtype(dtype)
+        self.length = None if length is None else int(length)
+        self.fortran = self.length is None
+        self.n = 0
+        self._f = open(self.path, "wb")
+        self._f.write(self._header(self.length or 0))
+        if self.length is not None:
+            self._f.truncate(NPY_HEADER + self.rows * self.length * self.dtype.itemsize)
+
+    def _header(self, n):
+        text = (f"{{'descr': {np.lib.format.dtype_to_descr(self.dtype)!r}, "
+                f"'fortran_order': {self.fortran}, 'shape': ({self.rows}, {n}), }}")
+        text = text.ljust(NPY_HEADER - 11) + "\n"
+        return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin1")
+
+    def write(self, block):
+        """Append ``block`` (shape ``(rows, k)``)."""
+        block = np.asarray(block, dtype=self.dtype)
+        k = block.shape[1]
+        if block.shape[0] != self.rows:
+            raise ParameterError(f"{self.path.name}: block has {block.shape[0]} rows, expected {self.rows}")
+        if k == 0:
+            return
+        if self.fortran:
+            self._f.write(np.ascontiguousarray(block.T).data)
+        else:
+            if self.n + k > self.length:
+                raise StageError(f"{self.path.name}: more samples than the {self.length} expected")
+            size = self.dtype.itemsize
+            for r in range(self.rows):
+                self._f.seek(NPY_HEADER + (r * self.length + self.n) * size)
+                self._f.write(np.ascontiguousarray(block[r]).data)
+        self.n += k
+
+    def close(self):
+        """Finish the header; the file is then a valid ``.npy``."""
+        if self._f.closed:
+            return
+        try:
+            if self.fortran:
+                self._f.seek(0)
+                self._f.write(self._header(self.n))
+            elif self.n != self.length:
+                raise StageError(f"{self.path.name}: {self.n} samples written, {self.length} expected")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        finally:
+            self._f.close()
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+def throughput(n_recordings=8, seconds=60, n_channels=32, sfreq=500, workers=(1, 2),
+               pipeline=None) -> dict:
+    """Batch throughput on synthetic FIF recordings, per number of local workers.
+
+    Parameters
+    ----------
+    n_recordings, seconds, n_channels, sfreq
+        The recordings written to a temporary folder.
+    workers : tuple of int
+        Local cluster sizes to measure.
+    pipeline : Pipeline, dict or path, optional
+        Default: band-pass 1–40 Hz then band powers (window 256, step 32).
+
+    Returns
+    -------
+    dict
+        The parameters and, under ``"runs"``, one entry per worker count with
+        ``wall_s``, ``recordings_per_min`` and ``samples_per_s`` (input samples per
+        channel, summed over recordings). Cluster start-up and the first (compiling)
+        task are excluded.
+    """
+    import mne
+    from dask.distributed import Client, LocalCluster
+
+    if pipeline is None:
+        from ._pipeline import Pipeline
+
+        pipeline = Pipeline()
+        pipeline.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+        pipeline.add("brain_fft.band_power", id="bands", input="bp", window=256, step=32)
+    pipe = load_pipeline(pipeline)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="eegkit-throughput-") as d:
+        d = Path(d)
+        rng = np.random.default_rng(0)
+        n = int(seconds * sfreq)
+        info = mne.create_info([f"EEG{i:03d}" for i in range(n_channels)], sfreq, "eeg")
+        files = []
+        for i in range(n_recordings):
+            path = d / "in" / f"rec{i:03d}_raw.fif"
+            path.parent.mkdir(exist_ok=True)
+            mne.io.RawArray(rng.standard_normal((n_channels, n)) * 1e-5, info,
+                            verbose="error").save(path, verbose="error")
+            files.append(path)
+        env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                              os.environ.get("PYTHONPATH", "")])}
+        for w in workers:
+            with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
+                              dashboard_address="127.0.0.1:0", env=env) as cluster, Client(cluster) as client:
+                # worker start-up and compiling are not throughput
+                batch(pipe, files[:w], out=d / f"warm{w}", scheduler=client, progress=False)
+                t0 = time.perf_counter()
+                summary = batch(pipe, files, out=d / f"out{w}", scheduler=client, progress=False)
+                wall = time.perf_counter() - t0
+            if summary.failed:
+                raise StageError(f"throughput: {summary.failed[0]['error']}")
+            runs.append({"workers": w, "wall_s": round(wall, 3),
+                         "recordings_per_min": round(60.0 * n_recordings / wall, 2),
+                         "samples_per_s": round(n_recordings * n / wall, 1)})
+    return {"n_recordings": n_recordings, "seconds": seconds, "n_channels": n_channels,
+            "sfreq": sfreq, "runs": runs}
