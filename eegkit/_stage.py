@@ -252,6 +252,12 @@ class Stage:
         return changed
 
     @property
+    def keeps_length(self) -> bool:
+        """True when every output block has as many samples as its input block
+        (also while disabled: such a stage passes its input through)."""
+        return self._bypass
+
+    @property
     def has_pending(self) -> bool:
         """True when a parameter change waits for the next chunk boundary."""
         return self._pending is not None

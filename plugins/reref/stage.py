@@ -12,6 +12,8 @@ import numpy as np
 
 from eegkit import ParameterError
 
+TILE = 512  # samples per tile of the kernel's work row
+
 
 def setup_average(info):
     """Common average reference over the EEG channels.
@@ -24,10 +26,10 @@ def setup_average(info):
     Returns
     -------
     tuple
-        ``(targets, refs)``: both the indices of the EEG channels.
+        ``(targets, refs, work)``: both the indices of the EEG channels, and a work row.
     """
     targets = _eeg_channels(info, "reref.average")
-    return targets, targets.copy()
+    return targets, targets.copy(), np.zeros(TILE, dtype=np.float64)
 
 
 def setup_channels(info, ref_channels=()):
@@ -45,7 +47,8 @@ def setup_channels(info, ref_channels=()):
     Returns
     -------
     tuple
-        ``(targets, refs)``: indices of the EEG channels and of the reference channels.
+        ``(targets, refs, work)``: indices of the EEG channels and of the reference
+        channels, and a work row.
     """
     stage = "reref.channels"
     targets = _eeg_channels(info, stage)
@@ -65,11 +68,14 @@ def setup_channels(info, ref_channels=()):
         if index in refs:
             raise ParameterError(f"{stage}: channel {name!r} appears twice in 'ref_channels'")
         refs.append(index)
-    return targets, np.array(refs, dtype=np.int64)
+    return targets, np.array(refs, dtype=np.int64), np.zeros(TILE, dtype=np.float64)
 
 
-def process_reref(x, targets, refs):
+def process_reref(x, targets, refs, work):
     """Subtract the mean of rows ``refs`` from rows ``targets``, in place, per sample.
+
+    Samples are taken in tiles of ``work.size`` columns so every row is read
+    sequentially (large offline blocks stay cache-friendly) without allocating.
 
     Parameters
     ----------
@@ -79,17 +85,27 @@ def process_reref(x, targets, refs):
         Rows that are re-referenced.
     refs : ndarray of int64
         Rows whose mean is the reference (summed in float64, in the given order).
+    work : ndarray of float64
+        Scratch row; its length is the tile size.
     """
     n_samples = x.shape[1]
     n_refs = refs.shape[0]
-    for t in range(n_samples):
+    tile = work.shape[0]
+    for t0 in range(0, n_samples, tile):
+        m = min(tile, n_samples - t0)
         # the whole mean is taken before any row changes: a reference row may be a target
-        total = 0.0
+        for t in range(m):
+            work[t] = 0.0
         for i in range(n_refs):
-            total += x[refs[i], t]
-        mean = total / n_refs
+            row = refs[i]
+            for t in range(m):
+                work[t] += x[row, t0 + t]
+        for t in range(m):
+            work[t] /= n_refs
         for i in range(targets.shape[0]):
-            x[targets[i], t] -= mean
+            row = targets[i]
+            for t in range(m):
+                x[row, t0 + t] -= work[t]
 
 
 def _spelling_hint(name, names):

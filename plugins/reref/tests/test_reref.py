@@ -117,10 +117,10 @@ def test_float32_sums_in_float64(stage):
 
 
 def test_reference_indices(stage):
-    targets, refs = stage.setup_channels(info(), ["TP10", "Fz"])
+    targets, refs, _ = stage.setup_channels(info(), ["TP10", "Fz"])
     assert targets.tolist() == list(range(8)) and refs.tolist() == [7, 1]
     assert targets.dtype == refs.dtype == np.int64
-    targets, refs = stage.setup_channels(info(), ["EOG"])  # any type may be the reference
+    targets, refs, _ = stage.setup_channels(info(), ["EOG"])  # any type may be the reference
     assert refs.tolist() == [8]
 
 
