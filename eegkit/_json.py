@@ -16,7 +16,7 @@ from .plugin import default_manager, validate_params
 
 FORMAT = 1
 TOP_KEYS = ("eegkit_pipeline", "name", "description", "source", "stages", "sinks")
-STAGE_KEYS = ("id", "type", "input", "params", "plugin_version")
+STAGE_KEYS = ("id", "type", "input", "params", "plugin_version", "isolation", "isolation_timeout")
 SINK_KEYS = ("type", "input", "params")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -29,8 +29,13 @@ def pipeline_to_dict(pipeline) -> dict:
     """Document of a pipeline (format 1)."""
     stages = []
     for s in pipeline.stages:
-        stages.append({"id": s.id, "type": s.type, "input": s.input,
-                       "params": _plain(s.params), "plugin_version": s.code.manifest.version})
+        entry = {"id": s.id, "type": s.type, "input": s.input,
+                 "params": _plain(s.params), "plugin_version": s.code.manifest.version}
+        if s.isolation != s.code.spec.isolation:  # only a choice that differs from the manifest's
+            entry["isolation"] = s.isolation
+        if s.isolation == "process":
+            entry["isolation_timeout"] = s.code.timeout
+        stages.append(entry)
     doc = {"eegkit_pipeline": FORMAT, "source": pipeline.source_spec, "stages": stages}
     if pipeline._sinks:
         doc["sinks"] = [dict(spec) for spec, _ in pipeline._sinks]
@@ -147,6 +152,14 @@ def _validate_stage(stage, i, ids, plugins, where):
     if not isinstance(params, dict):
         raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(params)}")
     validate_params(spec.params, params, f"{label} ({stype})")
+    isolation = stage.get("isolation", spec.isolation)
+    if isolation not in ("none", "process"):
+        raise PipelineError(f"{label}: \"isolation\" must be \"none\" or \"process\", got {isolation!r}")
+    timeout = stage.get("isolation_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0 or isolation != "process"):
+        raise PipelineError(f"{label}: \"isolation_timeout\" must be a positive number of seconds "
+                            f"on a stage with isolation \"process\", got {timeout!r}")
     ids.append(sid)
     wanted = stage.get("plugin_version")
     if wanted is None:
@@ -202,7 +215,8 @@ def pipeline_from_dict(cls, doc, plugins=None, where="pipeline"):
         raise type(exc)(f"{where}: source: {exc}") from None
     for stage in doc["stages"]:
         pipeline.add(stage["type"], id=stage["id"], input=stage.get("input"),
-                     **stage.get("params", {}))
+                     isolation=stage.get("isolation"),
+                     isolation_timeout=stage.get("isolation_timeout"), **stage.get("params", {}))
     for sink in doc.get("sinks", []):
         try:
             pipeline.add_sink(sink["type"], sink["input"], **sink.get("params", {}))

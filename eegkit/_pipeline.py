@@ -51,6 +51,9 @@ class Pipeline:
         self._plans = {}
         self._last_plan = None
         self.first_sample = 0
+        from ._reload import track
+
+        track(self)  # eegkit.reload() and the file watcher find live pipelines
 
     # -- building ----------------------------------------------------------------
     def set_source(self, source) -> None:
@@ -78,6 +81,7 @@ class Pipeline:
         return self._source
 
     def add(self, type: str, id: str | None = None, input: str | None = None,
+            isolation: str | None = None, isolation_timeout: float | None = None,
             **params) -> Stage:
         """Add a stage.
 
@@ -89,6 +93,12 @@ class Pipeline:
             Unique id (default: derived from the type).
         input : str, optional
             Id of an earlier stage, or ``"source"``. Default: the last stage added.
+        isolation : {"none", "process"}, optional
+            ``"process"`` runs the stage in a child process fed through shared memory,
+            so a crash or a hang disables only this stage (see ``eegkit._isolate``).
+            Default: the plugin manifest's choice for that stage.
+        isolation_timeout : float, optional
+            Per-chunk deadline in seconds of an isolated stage (default 1 s).
         **params
             Stage parameters, checked against the plugin's declarations.
 
@@ -102,7 +112,9 @@ class Pipeline:
             if input is None:
                 input = next(reversed(self._stages), SOURCE_ID)
             self._check_input(input, where)
-            code = self.plugins.load(type, where)
+            from ._isolate import load_code
+
+            code = load_code(self.plugins, type, where, isolation, isolation_timeout)
             stage = Stage(code, id=id, input=input, params=params)
             stage.on_change = self._mark_changed
             self._stages[id] = stage
@@ -119,6 +131,9 @@ class Pipeline:
                 if other.input == id:
                     other.input = stage.input
             self._sinks = [s for s in self._sinks if s[0]["input"] != id]
+            close = getattr(stage.code, "close", None)  # an isolated stage's child process
+            if close is not None:
+                close()
             if self._info is not None:
                 self.open(self._info)
 
@@ -382,6 +397,21 @@ class Pipeline:
         if not in_kernel():
             return {"text/plain": repr(self)}
         return self.show()._repr_mimebundle_(include=include, exclude=exclude)
+
+    def reload(self, plugin: str | None = None) -> list:
+        """Re-import the code of this pipeline's stages (of ``plugin``, or all) and swap
+        it in between two chunks; a disabled stage comes back if its new code works.
+        Returns one ``eegkit._reload.ReloadResult`` per stage (see that module)."""
+        from ._reload import reload_pipeline
+
+        return reload_pipeline(self, plugin)
+
+    def watch(self, enable: bool = True):
+        """Hot reload: watch the plugin folders and reload edited plugins while this
+        pipeline runs. Returns the ``eegkit._reload.Watcher`` (None when disabling)."""
+        from ._reload import watch_pipeline
+
+        return watch_pipeline(self, enable)
 
     # -- reporting -------------------------------------------------------------------
     def stats(self) -> list:

@@ -24,6 +24,8 @@ def add_parser(sub):
     p.add_argument("--source", default=None,
                    help="override the source: synthetic[,key=value...], file:PATH, lsl:NAME, brainflow:ID")
     p.add_argument("--realtime", action="store_true", help="pace a recorded source to real time")
+    p.add_argument("--watch", action="store_true",
+                   help="hot reload: apply edits to plugin files while running")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(func=main)
 
@@ -48,8 +50,20 @@ def main(args) -> int:
           file=sys.stderr)
     t0 = time.perf_counter()
     progress = None if args.quiet else _progress(info.sfreq, t0)
-    out = pipeline.run(duration=duration, chunk=args.chunk, realtime=args.realtime,
-                       outputs=args.stage, collect=args.output is not None, progress=progress)
+    watcher = None
+    if args.watch:
+        from .._reload import Watcher, describe_event
+
+        watcher = Watcher(pipelines=[pipeline],
+                          on_event=lambda e: print(describe_event(e), file=sys.stderr, flush=True))
+        watcher.start()
+        print(f"watching {', '.join(map(str, watcher.roots()))} for plugin edits", file=sys.stderr)
+    try:
+        out = pipeline.run(duration=duration, chunk=args.chunk, realtime=args.realtime,
+                           outputs=args.stage, collect=args.output is not None, progress=progress)
+    finally:
+        if watcher is not None:
+            watcher.stop()
     elapsed = time.perf_counter() - t0
     if progress is not None:
         print(file=sys.stderr)

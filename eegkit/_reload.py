@@ -1,0 +1,562 @@
+"""Hot reload: new plugin code is imported and compiled off the streaming path, then
+swapped in between two chunks (under the pipeline's lock), so no chunk is lost or
+processed twice.
+
+State policy
+    Arrays that ``process`` has changed since ``setup`` (filter memories, buffers,
+    counters: the running state) are carried over when the new ``setup`` returns
+    arrays of the same shape in the same positions. Arrays ``process`` never
+    changed (coefficients) and scalars come from the new ``setup``, so an edit to
+    ``setup`` takes effect. If a changed array has no fitting counterpart, the
+    whole state is re-initialised by the new ``setup``.
+
+A broken edit (syntax error, import error, compile error, an exception in the
+new ``setup``) leaves the previous version running; the error is kept in
+``stage.last_error`` (shown by ``Pipeline.status()``) and logged. Saving a fixed
+file reloads again. A disabled stage whose new code works is enabled again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._stage import Stage, log_error
+from .plugin._discovery import MANIFEST, default_paths
+from .plugin._loader import load_stage_code
+from .plugin._params import validate_params
+
+log = logging.getLogger("eegkit")
+_PIPELINES = weakref.WeakSet()
+_CODE_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
+
+
+def track(pipeline) -> None:
+    """Remember a live pipeline (weakly) for :func:`reload` and the watcher."""
+    _PIPELINES.add(pipeline)
+
+
+def pipelines() -> list:
+    """Every live pipeline of this process."""
+    return list(_PIPELINES)
+
+
+@dataclass
+class ReloadResult:
+    """What a reload did to one stage.
+
+    ``state`` is ``"kept"`` (running state carried over), ``"reset"`` (re-initialised:
+    shapes no longer fit, or the stage was disabled), ``"none"`` (nothing to carry)
+    or None (not reloaded). ``swapped_at`` is the wall-clock time of the swap.
+    """
+
+    stage: str
+    plugin: str
+    ok: bool
+    state: str | None = None
+    error: str | None = None
+    prepare_s: float = 0.0
+    swapped_at: float = 0.0
+    notes: list = field(default_factory=list)
+
+    def __str__(self):
+        if not self.ok:
+            return f"stage '{self.stage}' ({self.plugin}): reload rejected: {self.error}"
+        return (f"stage '{self.stage}' ({self.plugin}): reloaded, state {self.state}, "
+                f"prepared in {self.prepare_s:.2f} s" + "".join(f"; {n}" for n in self.notes))
+
+
+def reload(plugin: str | None = None, pipelines=None) -> list:
+    """Reload the code of ``plugin`` (or of every plugin) in running pipelines.
+
+    Parameters
+    ----------
+    plugin : str, optional
+        Plugin name; default: every stage of every pipeline.
+    pipelines : list of Pipeline, optional
+        Default: every live pipeline of this process.
+
+    Returns
+    -------
+    list of ReloadResult
+        One per stage reloaded; failures leave the previous code running.
+    """
+    targets = list(_PIPELINES) if pipelines is None else list(pipelines)
+    refreshed, results = set(), []
+    for pipe in targets:
+        if id(pipe.plugins) not in refreshed:
+            pipe.plugins.refresh()
+            refreshed.add(id(pipe.plugins))
+        results += reload_pipeline(pipe, plugin, refresh=False)
+    return results
+
+
+def reload_pipeline(pipeline, plugin: str | None = None, ids=None, refresh: bool = True) -> list:
+    """Reload the stages of one pipeline (of ``plugin``, or all; or the stage ``ids``)."""
+    with pipeline._lock:
+        targets = [s for s in pipeline.stages
+                   if (plugin is None or s.code.manifest.name == plugin)
+                   and (ids is None or s.id in ids)]
+    if not targets:
+        return []
+    if refresh:
+        pipeline.plugins.refresh()
+    fresh = set()
+    return [_reload_stage(pipeline, stage, fresh) for stage in targets]
+
+
+def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
+    """Prepare new code for ``stage`` off the streaming path, then swap it in."""
+    t0 = time.perf_counter()
+    plugin = stage.code.manifest.name
+    where = f"stage '{stage.id}' ({stage.type})"
+    result = ReloadResult(stage.id, plugin, ok=False)
+    try:
+        rec, spec = pipeline.plugins.spec(stage.type, where)
+        with pipeline._lock:
+            base_params, in_info = dict(stage.params), stage.in_info
+        params = _carry_params(spec, base_params, where, result)
+        code = _new_code(stage, rec.manifest, spec, fresh)
+        new = _prepare(stage, code, params, in_info)
+        old_initial = _initial_state(stage) if new is not None else None
+    except Exception as exc:  # noqa: BLE001 - plugin code: any error rejects the reload
+        return _reject(stage, result, exc)
+    result.prepare_s = time.perf_counter() - t0
+    old_code = stage.code
+    with pipeline._lock:
+        try:
+            if new is not None and (stage.in_info is not in_info or stage.params != base_params):
+                # the stream was re-opened or parameters changed meanwhile: set up again
+                params = _carry_params(spec, stage.params, where, result)
+                new = _prepare(stage, code, params, stage.in_info)
+                old_initial = _initial_state(stage)
+            _swap(pipeline, stage, code, params, new, old_initial, result)
+        except Exception as exc:  # noqa: BLE001
+            _close(code)
+            return _reject(stage, result, exc)
+    if old_code is not stage.code:
+        _close(old_code)
+    result.ok, result.swapped_at = True, time.time()
+    log.info("eegkit: %s", result)
+    return result
+
+
+def _carry_params(spec, params, where, result):
+    """The stage's parameters, checked against the (possibly edited) manifest."""
+    dropped = [k for k in params if k not in spec.params]
+    if dropped:
+        result.notes.append(f"parameters {dropped} no longer exist and were dropped")
+    return validate_params(spec.params, {k: v for k, v in params.items() if k in spec.params},
+                           where)
+
+
+def _new_code(stage, manifest, spec, fresh):
+    """Import (once per module per reload) and compile; isolated stages get a new child."""
+    if stage.isolation == "process":
+        from ._isolate import IsolatedCode
+
+        return IsolatedCode(manifest, spec, timeout=stage.code.timeout)
+    key = (manifest.name, spec.module)
+    code = load_stage_code(manifest, spec, reload=key not in fresh)
+    fresh.add(key)
+    return code
+
+
+def _prepare(stage, code, params, in_info):
+    """A throw-away Stage holding the new code's setup and warm-up (or None when the
+    stage has no stream yet)."""
+    if in_info is None:
+        return None
+    new = Stage(code, id=stage.id, input=stage.input, params=params)
+    new.in_info = in_info
+    new.state, new.out_info = new._setup(new.params)
+    new._warm_up()
+    return new
+
+
+def _initial_state(stage):
+    """What the running code's setup gives now: the reference for "changed by process"."""
+    if stage.status != "ok":
+        return None
+    if getattr(stage.code, "isolated", False):
+        return None  # asked from the child at swap time
+    try:
+        return stage._setup(stage.params)[0]
+    except Exception:  # noqa: BLE001 - then every array counts as running state
+        return None
+
+
+def merge_state(current, initial, new):
+    """Carry the running state over (see the module docstring).
+
+    Returns
+    -------
+    (tuple, str)
+        The state to use and ``"kept"``, ``"reset"`` or ``"none"``.
+    """
+    new = tuple(new)
+    if initial is None or len(initial) != len(current):
+        initial = (None,) * len(current)
+    carry = {}
+    for i, (cur, ini) in enumerate(zip(current, initial)):
+        if not isinstance(cur, np.ndarray):
+            continue
+        if (isinstance(ini, np.ndarray) and ini.shape == cur.shape and ini.dtype == cur.dtype
+                and np.array_equal(ini, cur, equal_nan=True)):
+            continue  # untouched by process: a coefficient, or state still at its start
+        target = new[i] if i < len(new) else None
+        if not isinstance(target, np.ndarray) or target.shape != cur.shape:
+            return new, "reset"
+        carry[i] = cur
+    for i, cur in carry.items():
+        np.copyto(new[i], cur, casting="same_kind")
+    return new, "kept" if carry else "none"
+
+
+def _swap(pipeline, stage, code, params, new, old_initial, result):
+    """Between two chunks (caller holds the pipeline's lock): install the new code."""
+    if new is None:
+        stage.code, stage.params, stage.isolation = code, params, code_isolation(code)
+        result.state = "none"
+        return
+    if stage.status != "ok":
+        state, result.state = new.state, "reset"
+    elif getattr(stage.code, "isolated", False) or getattr(code, "isolated", False):
+        state, result.state = _merge_isolated(stage, code, new)
+    else:
+        state, result.state = merge_state(stage.state, old_initial, new.state)
+    old_out = stage.out_info
+    stage.code, stage.params, stage.isolation = code, new.params, code_isolation(code)
+    stage.state = state
+    stage.out_info = old_out if new.out_info == old_out else new.out_info
+    stage.in_place = new.in_place
+    stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
+    stage._after_info()
+    if stage.out_info is not old_out:
+        _reconfigure_downstream(pipeline)
+    pipeline._build_plan()  # fused chains hold the old kernels
+
+
+def _merge_isolated(stage, code, new):
+    """State across child processes: fetched and sent as pickles (rare, control path)."""
+    old_iso = getattr(stage.code, "isolated", False)
+    new_iso = getattr(code, "isolated", False)
+    current, initial = stage.code.get_state() if old_iso else (stage.state, None)
+    target = code.get_state()[0] if new_iso else new.state
+    merged, how = merge_state(current, initial, tuple(
+        np.array(s, copy=True) if isinstance(s, np.ndarray) else s for s in target))
+    if new_iso:
+        if how == "kept":
+            code.set_state({i: s for i, s in enumerate(merged) if isinstance(s, np.ndarray)})
+        return (), how
+    return merged, how
+
+
+def code_isolation(code) -> str:
+    """``"process"`` for isolated code, else ``"none"``."""
+    return getattr(code, "isolation", "none")
+
+
+def _reconfigure_downstream(pipeline):
+    """Set up again every stage whose input's stream description changed."""
+    infos = {"source": pipeline._info}
+    for s in pipeline._stages.values():
+        upstream = infos.get(s.input)
+        if upstream is not None and s.in_info is not upstream:
+            s.configure(upstream)
+        infos[s.id] = s.out_info
+
+
+def _reject(stage, result, exc):
+    """The reload failed: the previous code keeps running; say why."""
+    text = f"{type(exc).__name__}: {exc}"
+    result.error = text
+    stage.last_error = f"reload rejected, the previous version keeps running: {text}"
+    log_error((stage._where(), "reload"), "eegkit: %s: %s", stage._where(), stage.last_error)
+    return result
+
+
+def _close(code):
+    close = getattr(code, "close", None)
+    if close is not None:
+        close()
+
+
+# -- watching files ------------------------------------------------------------------------
+class Watcher:
+    """Watch plugin folders (with ``watchfiles``) and hot-reload what changes.
+
+    Parameters
+    ----------
+    pipelines : list of Pipeline, optional
+        Pipelines to reload; default: every live pipeline using ``plugins``.
+    plugins : PluginManager, optional
+        Whose plugin folders are watched; default: the first pipeline's, else the
+        process-wide manager.
+    on_event : callable, optional
+        Called with each event dict (from the watcher thread).
+    step_ms : int
+        Quiet time after a change before it is handled (editors write in bursts).
+
+    Notes
+    -----
+    Events (``watcher.events``, newest last) are dicts with ``kind``:
+
+    - ``"reload"``: ``plugin``, ``results`` (ReloadResult list), ``ok``,
+      ``latency_s`` (file saved → new code live), ``detect_s`` (saved → noticed);
+    - ``"added"`` / ``"removed"``: a plugin folder appeared or went away;
+    - ``"ui"``: a plugin's ``ui/`` file changed. Views re-render by themselves when
+      ``ANYWIDGET_HMR=1`` was set before they were created (anywidget watches
+      the ``_esm`` file); otherwise display the view again.
+    """
+
+    def __init__(self, pipelines=None, plugins=None, on_event=None, step_ms: int = 50):
+        from .plugin import default_manager
+
+        pipelines = None if pipelines is None else list(pipelines)
+        self.plugins = plugins or (pipelines[0].plugins if pipelines else default_manager())
+        # weak: a watcher must not keep a discarded pipeline alive
+        self._pipelines = None if pipelines is None else weakref.WeakSet(pipelines)
+        self.on_event = on_event
+        self.step_ms = int(step_ms)
+        self.events = deque(maxlen=500)
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = None
+        self._roots = []
+
+    # -- control ---------------------------------------------------------------------------
+    def start(self) -> "Watcher":
+        """Start watching in a background thread; returns once the watch is in place."""
+        from ._optional import require
+
+        require("watchfiles", "watch", "hot reload")
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self.ready.clear()
+            self._thread = threading.Thread(target=self._run, name="eegkit-watch", daemon=True)
+            self._thread.start()
+            self.ready.wait(10.0)
+        return self
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """True while the watcher thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def targets(self) -> list:
+        """The pipelines this watcher reloads."""
+        if self._pipelines is not None:
+            return list(self._pipelines)
+        return [p for p in list(_PIPELINES) if p.plugins is self.plugins]
+
+    def roots(self) -> list:
+        """Folders watched: the plugin paths that exist, and entry-point plugin folders."""
+        paths = self.plugins.paths
+        roots = [Path(p) for p in paths] if paths is not None else [p for p, _ in default_paths()]
+        roots += [r.path for r in self.plugins.records or () if r.origin == "entry-point"]
+        out = []
+        for r in roots:
+            if r.is_dir():
+                r = r.resolve()
+                if not any(r == o or o in r.parents for o in out):
+                    out = [o for o in out if r not in o.parents] + [r]
+        return out
+
+    # -- the thread ----------------------------------------------------------------------
+    def _run(self):
+        from watchfiles import DefaultFilter, watch
+
+        while not self._stop.is_set():
+            self._roots = self.roots()
+            if not self._roots:
+                self.ready.set()
+                self._stop.wait(1.0)
+                continue
+            checked = time.monotonic()
+            try:
+                for changes in watch(*self._roots, watch_filter=DefaultFilter(),
+                                     step=self.step_ms, stop_event=self._stop, rust_timeout=200,
+                                     yield_on_timeout=True, raise_interrupt=False):
+                    self.ready.set()  # the first (empty) yield: the watch is in place
+                    if changes:
+                        self._handle(changes)
+                    if time.monotonic() - checked > 2.0:  # a plugin path created meanwhile
+                        checked = time.monotonic()
+                        if self.roots() != self._roots:
+                            break
+            except Exception as exc:  # noqa: BLE001 - keep watching after any failure
+                log_error(("watcher",), "eegkit: file watcher error: %r", exc)
+                self._stop.wait(1.0)
+
+    def _handle(self, changes):
+        """One batch of file changes: refresh discovery, reload edited plugins."""
+        noticed = time.time()
+        before = {r.path.resolve(): r for r in self.plugins.records or ()
+                  if r.status != "shadowed"}
+        touched, saved_at = {}, {}
+        for _, raw in changes:
+            path = Path(raw).resolve()
+            folder = self._plugin_folder(path)
+            if folder is None:
+                continue
+            touched.setdefault(folder, set()).add(_kind(path.relative_to(folder)))
+            try:
+                saved_at[folder] = max(saved_at.get(folder, 0.0), path.stat().st_mtime)
+            except OSError:
+                pass
+        if not touched:
+            return
+        self.plugins.refresh()
+        after = {r.path.resolve(): r for r in self.plugins.records if r.status != "shadowed"}
+        for name in self.plugins.changes["added"]:
+            rec = self.plugins.record(name)
+            self._event({"kind": "added", "plugin": name, "status": rec.status if rec else None,
+                         "message": rec.message if rec else ""})
+        for name in self.plugins.changes["removed"]:
+            self._event({"kind": "removed", "plugin": name})
+            for pipe in self.targets():
+                for stage in pipe.stages:
+                    if stage.code.manifest.name == name:
+                        stage.last_error = (f"plugin '{name}' was removed from disk; this stage "
+                                            f"keeps running the code it loaded")
+        for folder, kinds in touched.items():
+            rec = after.get(folder) or before.get(folder)
+            if rec is None:
+                continue
+            name = rec.name
+            old = before.get(folder)
+            if old is not None and folder in after and old.status != rec.status:
+                self._event({"kind": "status", "plugin": name, "status": rec.status,
+                             "message": rec.message})
+            if "ui" in kinds:
+                self._event({"kind": "ui", "plugin": name, "folder": str(folder)})
+            if kinds & {"code", "manifest"} and folder in after:
+                results = self._reload(name)
+                if results:
+                    saved = saved_at.get(folder, noticed)
+                    done = max(r.swapped_at for r in results) if all(r.ok for r in results) else None
+                    self._event({"kind": "reload", "plugin": name, "results": results,
+                                 "ok": all(r.ok for r in results), "saved_at": saved,
+                                 "detect_s": noticed - saved,
+                                 "latency_s": None if done is None else done - saved})
+
+    def _reload(self, name):
+        results = []
+        for pipe in self.targets():
+            results += reload_pipeline(pipe, name, refresh=False)
+        return results
+
+    def _plugin_folder(self, path: Path):
+        """The plugin folder (a direct sub-folder of a watched root) holding ``path``."""
+        for root in self._roots:
+            if root in path.parents:
+                rel = path.relative_to(root)
+                return root / rel.parts[0]
+        return None
+
+    def _event(self, event):
+        event["time"] = time.time()
+        self.events.append(event)
+        kind = event["kind"]
+        if kind == "reload" and event["ok"]:
+            log.info("eegkit: reloaded plugin '%s' %.2f s after the save", event["plugin"],
+                     event["latency_s"])
+        elif kind == "added":
+            log.info("eegkit: new plugin '%s' is available", event["plugin"])
+        if self.on_event is not None:
+            try:
+                self.on_event(event)
+            except Exception as exc:  # noqa: BLE001 - a broken callback must not stop watching
+                log_error(("watcher", "callback"), "eegkit: watcher callback failed: %r", exc)
+
+
+def _kind(rel: Path) -> str:
+    """What a changed file is to its plugin: manifest, code, ui, tests or other."""
+    parts = rel.parts
+    if not parts:
+        return "folder"
+    if parts == (MANIFEST,):
+        return "manifest"
+    if parts[0] == "ui":
+        return "ui"
+    if any(p in _CODE_SKIP or p.startswith(".") for p in parts[:-1]):
+        return "tests" if "tests" in parts[:-1] else "other"
+    if rel.suffix == ".py":
+        return "code"
+    if len(parts) == 1 and rel.suffix == "":
+        return "folder"
+    return "other"
+
+
+_WATCHERS: dict = {}
+_WATCH_LOCK = threading.Lock()
+
+
+def watch_pipeline(pipeline, enable: bool = True):
+    """Start (or stop) the watcher of one pipeline; see :meth:`Pipeline.watch`."""
+    with _WATCH_LOCK:
+        watcher = _WATCHERS.pop(id(pipeline), None)
+        if watcher is not None and (not enable or watcher.running):
+            if not enable:
+                watcher.stop()
+                return None
+            _WATCHERS[id(pipeline)] = watcher
+            return watcher
+        if not enable:
+            return None
+        watcher = Watcher(pipelines=[pipeline]).start()
+        _WATCHERS[id(pipeline)] = watcher
+        weakref.finalize(pipeline, _forget, id(pipeline), watcher)
+        return watcher
+
+
+def _forget(key, watcher):
+    """A watched pipeline was garbage-collected: stop its watcher."""
+    watcher.stop()
+    with _WATCH_LOCK:
+        if _WATCHERS.get(key) is watcher:
+            del _WATCHERS[key]
+
+
+def describe_event(event: dict) -> str:
+    """One line for a watcher event (used by ``eegkit run --watch``)."""
+    kind, name = event["kind"], event.get("plugin")
+    if kind == "reload":
+        if event["ok"]:
+            states = ", ".join(f"{r.stage}: state {r.state}" for r in event["results"])
+            return f"reloaded plugin '{name}' ({states}) {event['latency_s']:.2f} s after the save"
+        errors = "; ".join(r.error for r in event["results"] if not r.ok)
+        return f"reload of plugin '{name}' rejected, the previous version keeps running: {errors}"
+    if kind == "added":
+        extra = f" ({event['status']}: {event['message']})" if event.get("message") else ""
+        return f"new plugin '{name}' is available{extra}"
+    if kind == "removed":
+        return f"plugin '{name}' was removed; its stages keep running the code they loaded"
+    if kind == "status":
+        return f"plugin '{name}' is now {event['status']}" + (
+            f": {event['message']}" if event.get("message") else "")
+    if kind == "ui":
+        return (f"plugin '{name}': UI bundle changed (views refresh when ANYWIDGET_HMR=1 was set "
+                f"before they were created)")
+    return f"{kind}: {name}"
