@@ -213,18 +213,50 @@ def _window_psd(ring, c, start, win, cos_table, sin_table, bins, gain, seg, psd)
         seg[i] = win[i] * ring[c, head + i]
     for i in range(n - head, n):
         seg[i] = win[i] * ring[c, i - (n - head)]
-    for b in range(bins.shape[0]):
+    n_bins = bins.shape[0]
+    b = 0
+    # four bins at a time: four independent sums keep the FPU busy; each bin is still
+    # summed over i in order, so the result does not depend on this grouping
+    while b + 4 <= n_bins:
+        k0, k1, k2, k3 = bins[b], bins[b + 1], bins[b + 2], bins[b + 3]
+        m0 = m1 = m2 = m3 = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
+        r0 = r1 = r2 = r3 = 0.0
+        i0 = i1 = i2 = i3 = 0.0
+        for i in range(n):
+            v = seg[i]
+            r0 += v * cos_table[m0]
+            i0 += v * sin_table[m0]
+            r1 += v * cos_table[m1]
+            i1 += v * sin_table[m1]
+            r2 += v * cos_table[m2]
+            i2 += v * sin_table[m2]
+            r3 += v * cos_table[m3]
+            i3 += v * sin_table[m3]
+            m0 = _wrap(m0 + k0, n)
+            m1 = _wrap(m1 + k1, n)
+            m2 = _wrap(m2 + k2, n)
+            m3 = _wrap(m3 + k3, n)
+        psd[b] = (r0 * r0 + i0 * i0) * gain[b]
+        psd[b + 1] = (r1 * r1 + i1 * i1) * gain[b + 1]
+        psd[b + 2] = (r2 * r2 + i2 * i2) * gain[b + 2]
+        psd[b + 3] = (r3 * r3 + i3 * i3) * gain[b + 3]
+        b += 4
+    for b in range(b, n_bins):
         k = bins[b]
+        m = 0
         re = 0.0
         im = 0.0
-        m = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
         for i in range(n):
             re += seg[i] * cos_table[m]
             im += seg[i] * sin_table[m]
-            m += k
-            if m >= n:
-                m -= n
+            m = _wrap(m + k, n)
         psd[b] = (re * re + im * im) * gain[b]
+
+
+@jit
+def _wrap(m, n):
+    """``m mod n`` for ``0 <= m < 2 n``."""
+    return m - n if m >= n else m
 
 
 def _state(info, window, step, bins, starts, stops, scale):
