@@ -11,7 +11,23 @@ from ._numba import jit
 from ._pipeline import Pipeline
 from ._stage import Stage
 from .plugin import PluginManager, PluginRecord, list_plugins
+from .sinks import Sink
 from .sources import ArraySource, Source, make_source
+
+# imported on first use, so `import eegkit` stays light (scipy.signal, optional extras)
+_LAZY = {
+    "SyntheticSource": ".sources._synthetic", "FileSource": ".sources._file",
+    "LSLSource": ".sources._lsl", "BrainFlowSource": ".sources._brainflow",
+    "RecordSink": ".sinks._record", "LSLSink": ".sinks._lsl", "FeatureSink": ".sinks._features",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'eegkit' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 
@@ -25,7 +41,8 @@ def load_ipython_extension(ipython):
 
 __all__ = [
     "Pipeline", "Stage", "StreamInfo", "jit", "list_plugins", "PluginManager", "PluginRecord",
-    "Source", "ArraySource", "make_source",
+    "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
+    "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
     "PipelineError", "StageError", "SourceError", "MissingExtraError", "__version__",
 ]
