@@ -111,6 +111,12 @@ class IsolatedCode:
         self.in_place = False
         self._child = None
         self._finalizer = None
+        self._start()  # now: the child imports while the rest of the pipeline is built
+
+    def _start(self):
+        self.close()
+        self._child = _Child(self.manifest, self.spec)
+        self._finalizer = weakref.finalize(self, self._child.close)
 
     @property
     def pid(self):
@@ -120,9 +126,7 @@ class IsolatedCode:
     def setup(self, info, **params):
         """Start the child if needed; run setup and warm-up there; return ``((), out_info)``."""
         if self._child is None or not self._child.alive():
-            self.close()
-            self._child = _Child(self.manifest, self.spec)
-            self._finalizer = weakref.finalize(self, self._child.close)
+            self._start()
         out_info, self.in_place = self._child.setup(info, params, self.setup_timeout)
         return (), out_info
 
