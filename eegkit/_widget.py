@@ -20,6 +20,7 @@ import traitlets as t
 from comm.base_comm import BaseComm
 
 from ._errors import ParameterError
+from ._frames import LatestBuffer, WindowBuffer
 from ._info import StreamInfo
 
 VIEWS = ("scope", "spectrum", "bars")
@@ -96,6 +97,8 @@ class StreamView(anywidget.AnyWidget):
     #: the bound stage's parameters, for plugin bundles (e.g. band edges)
     params = t.Dict().tag(sync=True)
 
+    _autostart = True  # start the pacer on the first feed (tests that call _tick turn it off)
+
     def __init__(self, info, view="scope", title="", fps=30.0, seconds=5.0, *,
                  frames=None, max_points=1000, **traits):
         self._closed = False
@@ -115,7 +118,8 @@ class StreamView(anywidget.AnyWidget):
             raise ParameterError(f"StreamView: max_points must be at least 2, got {max_points!r}")
         self.frames = frames
         self.max_points = int(max_points)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()       # buffer: feed vs frame building
+        self._send_lock = threading.Lock()  # one frame at a time on the comm
         self._seq = 0        # last frame number sent
         self._acked = 0      # last frame number the browser drew
         self._sent = 0
@@ -143,14 +147,17 @@ class StreamView(anywidget.AnyWidget):
         """
         if self._closed:
             return
-        if block.ndim != 2 or block.shape[0] != self._buf.n_rows:
-            raise ParameterError(f"StreamView {self.title or self.view!r}: expected blocks of shape "
-                                 f"({self._buf.n_rows}, n_samples), got {block.shape}")
-        if block.shape[1] == 0:
-            return
+        if block.ndim != 2 or block.shape[1] == 0:
+            if block.ndim == 2:
+                return
+            raise ParameterError(f"StreamView {self.title or self.view!r}: expected a 2-D block "
+                                 f"(n_channels, n_samples), got shape {block.shape}")
         with self._lock:
+            if block.shape[0] != self._buf.n_rows:
+                raise ParameterError(f"StreamView {self.title or self.view!r}: expected blocks of shape "
+                                     f"({self._buf.n_rows}, n_samples), got {block.shape}")
             self._buf.write(block, int(first_sample))
-            if self._pacer is None and not self._stop.is_set():
+            if self._pacer is None and self._autostart and not self._stop.is_set():
                 self._pacer = threading.Thread(target=self._run, name=f"eegkit-view-{self.model_id[:8]}",
                                                daemon=True)
                 self._pacer.start()
@@ -222,6 +229,11 @@ class StreamView(anywidget.AnyWidget):
 
     def _tick(self) -> bool:
         """Build and send one frame if there is news and room in flight; True if sent."""
+        with self._send_lock:
+            return self._send_frame()
+
+    def _send_frame(self) -> bool:
+        """Body of :meth:`_tick` (caller holds the send lock)."""
         if self.paused:
             return False
         if self._seq - self._acked >= MAX_UNACKED:
@@ -258,131 +270,6 @@ class StreamView(anywidget.AnyWidget):
             except Exception as exc:  # a closed comm or a bug: stop sending, keep the reason
                 self._pacer_error = f"{type(exc).__name__}: {exc}"
                 return
-
-
-class WindowBuffer:
-    """Last ``seconds`` of a timeseries, with min/max per bucket of ``step`` samples.
-
-    Ring slot of absolute sample ``s`` is ``s % cap``; ``cap`` is a multiple of
-    ``step``, so a bucket never straddles the wrap and bucket ``k`` lives in ring
-    columns ``(k % n_buckets) * step ...``. Buckets are reduced once, when complete.
-    """
-
-    def __init__(self, n_rows, sfreq, seconds, max_points):
-        n = max(2, int(round(seconds * sfreq)))
-        self.n_rows, self.sfreq = n_rows, float(sfreq)
-        self.step = 1 if n <= max_points else -(-n // (max_points // 2))
-        self.n_buckets = -(-n // self.step)
-        self.cap = self.n_buckets * self.step
-        self.ring = np.zeros((n_rows, self.cap), np.float32)
-        # (rows, buckets, [min, max]); only used when step > 1
-        self.minmax = np.zeros((n_rows, self.n_buckets if self.step > 1 else 0, 2), np.float32)
-        self.start = self.end = None  # valid absolute samples: [max(start, end - cap), end)
-        self.done = self.kept = 0     # buckets [kept, done) hold their min/max in `minmax`
-        self.sent_end = None          # self.end when the last frame was built
-
-    def write(self, block, first):
-        """Copy a block into the ring (caller holds the lock)."""
-        n = block.shape[1]
-        if first != self.end:  # first block, or a gap/restart: start a new window
-            self.start = self.end = first
-            self.done = self.kept = -(-first // self.step)
-            self.sent_end = None
-        if n > self.cap:
-            block, first, n = block[:, n - self.cap:], first + n - self.cap, self.cap
-        i = first % self.cap
-        k = min(n, self.cap - i)
-        self.ring[:, i:i + k] = block[:, :k]
-        self.ring[:, :n - k] = block[:, k:]
-        self.end = first + n
-
-    def has_news(self):
-        """True when samples arrived since the last built frame."""
-        return self.end is not None and self.end != self.sent_end
-
-    def build(self):
-        """(content, float32 data) of the current window, or None if nothing new."""
-        if not self.has_news():
-            return None
-        step, nb = self.step, self.n_buckets
-        lo = max(self.start, self.end - self.cap)       # first sample still in the ring
-        if step == 1:
-            out = np.empty((self.n_rows, self.cap), np.float32)
-            s = self.end % self.cap
-            out[:, :self.cap - s] = self.ring[:, s:]
-            out[:, self.cap - s:] = self.ring[:, :s]
-            t0 = self.end - self.cap
-            n_invalid = lo - t0
-            layout = "raw"
-        else:
-            k_end = self.end // step                    # complete buckets: [.., k_end)
-            k0 = max(self.done, -(-lo // step), k_end - nb)
-            if k0 > self.done:   # buckets were overwritten before they were reduced
-                self.kept = k0
-            self._reduce(k0, k_end)
-            self.done = k_end
-            self.kept = max(self.kept, k_end - nb)
-            out = np.empty((self.n_rows, nb, 2), np.float32)
-            s = k_end % nb
-            out[:, :nb - s] = self.minmax[:, s:]
-            out[:, nb - s:] = self.minmax[:, :s]
-            t0 = (k_end - nb) * step
-            n_invalid = min(nb, self.kept - (k_end - nb))
-            layout = "minmax"
-        out[:, :n_invalid] = np.nan
-        self.sent_end = self.end
-        content = {"layout": layout, "shape": list(out.shape), "first_sample": int(t0),
-                   "step": step, "valid_from": int(n_invalid), "end_sample": int(self.end),
-                   "sfreq": self.sfreq}
-        return content, out
-
-    def _reduce(self, k0, k1):
-        """Min/max of absolute buckets [k0, k1) into their slots."""
-        nb, step = self.n_buckets, self.step
-        buckets = self.ring.reshape(self.n_rows, nb, step)
-        while k0 < k1:
-            s = k0 % nb
-            m = min(k1 - k0, nb - s)
-            seg = buckets[:, s:s + m]
-            np.min(seg, axis=2, out=self.minmax[:, s:s + m, 0])
-            np.max(seg, axis=2, out=self.minmax[:, s:s + m, 1])
-            k0 += m
-
-
-class LatestBuffer:
-    """Newest column of a spectrum/features stream, sent as (channels, axis items)."""
-
-    def __init__(self, n_rows, n_axis, max_points):
-        self.n_rows, self.n_axis = n_rows, n_axis
-        self.n_ch = n_rows // n_axis
-        # average adjacent bins when a spectrum has more bins than the view can draw
-        self.step = max(1, -(-n_axis // max_points))
-        self.col = np.full(n_rows, np.nan, np.float32)
-        self.index = self.sent_index = None
-
-    def write(self, block, first):
-        """Keep the block's last column (caller holds the lock)."""
-        self.col[:] = block[:, -1]
-        self.index = first + block.shape[1] - 1
-
-    def has_news(self):
-        """True when a column arrived since the last built frame."""
-        return self.index is not None and self.index != self.sent_index
-
-    def build(self):
-        """(content, float32 data) of the newest column, or None if nothing new."""
-        if not self.has_news():
-            return None
-        data = self.col.reshape(self.n_ch, self.n_axis)
-        if self.step > 1:
-            n = self.n_axis // self.step * self.step
-            data = data[:, :n].reshape(self.n_ch, -1, self.step).mean(axis=2)
-        # a copy: the kernel sends buffers asynchronously, never hand out the live one
-        out = np.array(data, dtype=np.float32, order="C")
-        self.sent_index = self.index
-        content = {"layout": "latest", "shape": list(out.shape), "first_sample": int(self.index),
-                   "step": self.step}
-        return content, out
 
 
 def _view_path(view) -> Path:

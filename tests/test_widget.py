@@ -26,8 +26,9 @@ def make_view():
     """StreamView factory wired to a SocketComm; closes everything afterwards."""
     made = []
 
-    def make(info, **kw):
+    def make(info, pacer=False, **kw):
         view = StreamView(info, **kw)
+        view._autostart = pacer  # most tests build frames themselves with _tick()
         comm = view.comm = SocketComm(view)
         made.append((view, comm))
         return view, comm
@@ -224,7 +225,7 @@ def test_frames_stop_without_acks_and_resume_with_them(make_view):
 
 
 def test_pacer_thread_sends_at_most_the_window_then_resumes(make_view):
-    view, comm = make_view(StreamInfo(500.0, names(2)), fps=100.0)
+    view, comm = make_view(StreamInfo(500.0, names(2)), pacer=True, fps=100.0)
     stop = threading.Event()
 
     def feeder():
@@ -237,8 +238,13 @@ def test_pacer_thread_sends_at_most_the_window_then_resumes(make_view):
     thread = threading.Thread(target=feeder)
     thread.start()
     try:
-        time.sleep(0.4)                      # ~40 pacer ticks with no browser
-        assert [c["seq"] for c, _ in comm.recv()] == [1, 2]
+        got, deadline = [], time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [c["seq"] for c, _ in comm.recv()]
+            time.sleep(0.01)
+        time.sleep(0.3)                      # ~30 more pacer ticks, still no browser
+        assert got + [c["seq"] for c, _ in comm.recv()] == [1, 2]
+        assert view.stats()["dropped"] > 0
         for seq in (1, 2):
             comm.deliver({"type": "ack", "seq": seq})
         deadline = time.monotonic() + 5
@@ -360,3 +366,21 @@ def test_views_fed_by_pipeline_taps(make_view):
     bands = np.concatenate(out["bands"], axis=1)
     np.testing.assert_array_equal(data, bands[:, -1].reshape(3, 5).astype(np.float32))
     assert content["first_sample"] == bands.shape[1] - 1
+
+
+def test_view_files_reload_on_change_with_hmr(tmp_path, monkeypatch):
+    pytest.importorskip("watchfiles")
+    monkeypatch.setenv("ANYWIDGET_HMR", "1")
+    (tmp_path / "_helper.js").write_text("export const LABEL = 'one';\n")
+    bundle = tmp_path / "view.js"
+    bundle.write_text('import { LABEL } from "./_helper.js";\n'
+                      "export default { render({ el }) { el.textContent = LABEL; } };\n")
+    view = StreamView(StreamInfo(10.0, ["a"]), view=str(bundle))
+    assert "const LABEL = 'one';" in view._esm
+    time.sleep(0.3)  # let the watcher threads start
+    (tmp_path / "_helper.js").write_text("export const LABEL = 'two';\n")
+    deadline = time.monotonic() + 10
+    while "'two'" not in view._esm and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "const LABEL = 'two';" in view._esm and "import {" not in view._esm
+    view.close()
