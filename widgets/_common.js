@@ -173,6 +173,7 @@ export function mountView(model, el, spec) {
   let pending = 0;
   let draws = 0;
   let acked = -1;
+  let drawMs = null; // moving average of the canvas drawing time
 
   function header() {
     const info = model.get("info") || {};
@@ -204,7 +205,10 @@ export function mountView(model, el, spec) {
     if (!frame) return;
     const th = theme(root);
     ctx.font = `11px ${th.font}`;
+    const t0 = performance.now();
     const note = spec.draw(ctx, frame, { w, h }, th, view);
+    drawMs = drawMs === null ? performance.now() - t0 : 0.9 * drawMs + 0.1 * (performance.now() - t0);
+    root.dataset.drawMs = drawMs.toFixed(2);
     $(".eegkit-note").textContent = note || "";
     $(".eegkit-wait").hidden = true;
     draws += 1;

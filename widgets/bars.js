@@ -115,7 +115,7 @@ function draw(ctx, frame, { w, h }, th, view) {
       x += ctx.measureText(n).width + 30;
     });
   }
-  return log ? "log" : "linear";
+  return `${log ? "log" : "linear"} scale`;
 }
 
 export default {

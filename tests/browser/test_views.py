@@ -112,7 +112,8 @@ ROOTS = {"scope": ".eegkit-scope >> nth=0", "spectrum": ".eegkit-spectrum", "bar
 
 COUNTERS_JS = """() => Array.from(document.querySelectorAll('.eegkit-view')).map(e => ({
   cls: e.className, frames: +e.dataset.frames, draws: +e.dataset.draws,
-  seq: +e.dataset.lastSeq, first: e.dataset.firstValue, state: e.dataset.state }))"""
+  seq: +e.dataset.lastSeq, first: e.dataset.firstValue, state: e.dataset.state,
+  draw_ms: e.dataset.drawMs }))"""
 
 
 @pytest.fixture(scope="module")
