@@ -15,7 +15,9 @@ from ._errors import EegkitError, ParameterError
 
 log = logging.getLogger("eegkit")
 VIEW_BY_KIND = {"timeseries": "scope", "spectrum": "spectrum", "features": "bars"}
-SIDE_WIDTH = "330px"
+SIDE_WIDTH = "380px"
+DESCRIPTION_WIDTH = "92px"
+SLIDER_SPAN = 1000  # int parameters with a wider range get a number box, not a slider
 MUTED = "color: var(--jp-ui-font-color2, #616161)"
 ERROR = "color: var(--jp-error-color1, #d32f2f)"
 
@@ -198,7 +200,7 @@ class _StageCard:
 
             try:
                 self.view = StreamView(stage.out_info, view=view, fps=fps, seconds=seconds,
-                                       title=f"{stage.id} · {stage.type}", params=_plain(stage.params))
+                                       title=stage.id, params=_plain(stage.params))
             except (EegkitError, OSError) as exc:
                 left = w.HTML(f"<div style='{ERROR};padding:8px'>view unavailable: "
                               f"{html.escape(str(exc))}</div>")
@@ -301,13 +303,14 @@ class _Control:
         self.widget = _input_for(spec, value, nyquist)
         self.widget.tooltip = spec.description or None
         self.widget.layout.flex = "1 1 auto"
-        self.widget.layout.width = "auto"
-        self.widget.style.description_width = "82px"
+        self.widget.layout.width = "100%"
+        self.widget.style.description_width = DESCRIPTION_WIDTH
         unit = w.HTML(f"<span style='{MUTED};font-size:12px'>{html.escape(spec.unit)}</span>",
-                      layout=w.Layout(width="58px", margin="0 0 0 4px"))
-        self.message = w.HTML(layout=w.Layout(display="none", margin="0 0 4px 86px"))
-        self.box = w.VBox([w.HBox([self.widget, unit], layout=w.Layout(align_items="center")),
-                           self.message])
+                      layout=w.Layout(width="54px", flex="0 0 auto", margin="0 0 0 4px"))
+        self.message = w.HTML(layout=w.Layout(display="none", margin=f"0 0 4px {DESCRIPTION_WIDTH}"))
+        self.box = w.VBox([w.HBox([self.widget, unit], layout=w.Layout(align_items="center",
+                                                                       width="100%")),
+                           self.message], layout=w.Layout(width="100%"))
         self.widget.observe(self._changed, names="value")
 
     def _changed(self, change):
@@ -357,6 +360,8 @@ def _input_for(spec, value, nyquist):
             hi = nyquist  # frequencies: the Nyquist frequency bounds the slider
         if lo is not None and hi is not None and hi > lo and lo <= value <= hi:
             if kind == "int":
+                if hi - lo > SLIDER_SPAN:
+                    return w.BoundedIntText(value=int(value), min=int(lo), max=int(hi), **common)
                 return w.IntSlider(value=int(value), min=int(lo), max=int(hi), **common)
             step = _nice_step((hi - lo) / 1000)
             return w.FloatSlider(value=float(value), min=float(lo), max=float(hi), step=step,
@@ -438,9 +443,23 @@ def _timing_text(stats, stage):
     """Kernel timing line of a stage."""
     if not stats or not stats["calls"]:
         body = "no chunks yet"
+    elif stats.get("median_us") is None:
+        fused = [f for f in stats.get("fused_with") or [] if f != stage.id]
+        body = (f"fused with {', '.join(fused)} (timed there)" if fused else "not timed") + \
+            f" · {stats['calls']} chunks"
     else:
         body = (f"{stats['median_us']:.0f} µs median · {stats['p99_us']:.0f} µs p99 per chunk · "
                 f"{stats['calls']} chunks")
-    out = stage.out_info
-    shape = f"{out.n_channels} rows {out.kind} @ {out.sfreq:g} Hz" if out is not None else ""
-    return f"<div style='{MUTED};font-size:11px;line-height:1.4'>{body}<br>{shape}</div>"
+    return f"<div style='{MUTED};font-size:11px;line-height:1.4'>{body}<br>{_shape_text(stage.out_info)}</div>"
+
+
+def _shape_text(info):
+    """'out: 8 ch · 250 Hz' or 'out: 8 ch × 129 bins · 7.81 per s'."""
+    if info is None:
+        return ""
+    if info.kind == "timeseries" or not info.axis:
+        return f"out: {info.n_channels} ch · {info.sfreq:.4g} Hz"
+    noun = "bins" if info.kind == "spectrum" else "features"
+    n_axis = len(info.axis)
+    return (f"out: {info.n_channels // n_axis} ch × {n_axis} {noun} · "
+            f"{info.sfreq:.3g} {'spectra' if info.kind == 'spectrum' else 'values'} per s")

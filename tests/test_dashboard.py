@@ -210,6 +210,8 @@ def test_views_follow_manifest_and_output_kind(manager, board):
     assert d.card("mean").view.view == "bars"   # no view declared: chosen by output kind
     assert d.card("hidden").view is None
     assert d.card("bands").view.params["band_names"][2] == "alpha"
+    window = d.card("spec").controls["window"].widget  # 16..8192 samples: too wide for a slider
+    assert isinstance(window, w.BoundedIntText) and (window.min, window.max) == (16, 8192)
 
 
 def test_control_change_while_running_applies_between_chunks(board):
