@@ -19,6 +19,7 @@ _LAZY = {
     "SyntheticSource": ".sources._synthetic", "FileSource": ".sources._file",
     "LSLSource": ".sources._lsl", "BrainFlowSource": ".sources._brainflow",
     "RecordSink": ".sinks._record", "LSLSink": ".sinks._lsl", "FeatureSink": ".sinks._features",
+    "StreamView": "._widget",
 }
 
 
@@ -42,7 +43,7 @@ def load_ipython_extension(ipython):
 __all__ = [
     "Pipeline", "Stage", "StreamInfo", "jit", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
-    "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink",
+    "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
     "PipelineError", "StageError", "SourceError", "MissingExtraError", "__version__",
 ]
