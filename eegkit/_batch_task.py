@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from ._errors import ParameterError, PipelineError, StageError
 
 BATCH_FORMAT = 1
 NPY_HEADER = 128  # fixed, so the final shape can be written over the first one
+MAX_WARNINGS = 20
 _IDLE = {}          # (pipeline hash, plugin access) -> pipelines not in use in this process
 _MANAGERS = {}
 _WORKER_LOCK = threading.Lock()
@@ -41,7 +43,12 @@ def run_recording(job, bundle=None) -> dict:
     try:
         key, pipe = _checkout(job, bundle)
         tmp.mkdir(parents=True)
-        meta = _process_file(pipe, job, tmp)
+        # warnings about a file (MNE's header checks) go to its metadata, not the console
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            meta = _process_file(pipe, job, tmp)
+        meta["warnings"] = list(dict.fromkeys(f"{w.category.__name__}: {w.message}"
+                                              for w in caught))[:MAX_WARNINGS]
         meta["seconds"] = round(time.perf_counter() - t0, 3)
         _write_json(tmp / "meta.json", meta)
         _publish(tmp, final)

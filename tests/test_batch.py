@@ -115,6 +115,7 @@ def test_local_cluster_matches_process_and_reruns_skip(recordings, tmp_path, cap
         with open(folder / "markers.csv", newline="") as f:
             markers = list(csv.DictReader(f))
         assert meta["n_markers"] == len(markers)
+        assert isinstance(meta["warnings"], list) and meta["pipeline_hash"]
         if name.endswith(".fif"):
             assert [m["description"] for m in markers] == ["stim"]
     subsecond = read_summary(summary.path)["test_subsecond.edf"]

@@ -20,7 +20,7 @@ def add_parser(sub):
     p.add_argument("--out", "-o", default="eegkit-batch",
                    help="output folder, writable by every worker (default ./eegkit-batch)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                   help="address of a running Dask scheduler, e.g. tcp://scheduler-host:8786 "
                    "(default: start a local cluster)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="worker processes of the local cluster (default: cores)")
@@ -36,11 +36,22 @@ def add_parser(sub):
     p.add_argument("--block", type=int, default=65536, metavar="SAMPLES",
                    help="samples read and processed per step (default 65536)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", "-v", action="store_true", help="show Dask's own log messages")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
+    import logging
+
     from .._batch import batch
+
+    if not args.verbose:
+        from .._optional import require
+
+        # importing distributed sets its logger to INFO: the in-process scheduler
+        # would then log every worker and client connection
+        require("distributed", "batch", "eegkit batch")
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     stages = None
     if args.stage:
