@@ -45,6 +45,7 @@ PATH_COLUMNS = ("path", "recording", "file", "filename")
 SUMMARY_FIELDS = ("recording", "duration_s", "n_samples", "status", "error", "seconds", "output")
 SHIP_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 SHIP_LIMIT = 50 * 2**20
+HTML_ROWS = 50
 
 
 # -- public API ----------------------------------------------------------------------
@@ -76,6 +77,15 @@ class BatchSummary(list):
         from ._optional import require
 
         return require("pandas", "batch", "BatchSummary.to_pandas").DataFrame(list(self))
+
+    def _repr_html_(self):
+        import html
+
+        head = "".join(f"<th>{c}</th>" for c in SUMMARY_FIELDS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in SUMMARY_FIELDS)
+                       + "</tr>" for r in self[:HTML_ROWS])
+        more = f"<p>… {len(self) - HTML_ROWS} more rows in the CSV</p>" if len(self) > HTML_ROWS else ""
+        return (f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{body}</table>{more}")
 
     def __repr__(self):
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items())) or "empty"

@@ -115,6 +115,9 @@ def _bundle_dir(bundle):
     tmp = root.with_name(f"{root.name}.tmp-{uuid.uuid4().hex[:8]}")
     for name, files in bundle.items():
         for rel, data in files.items():
+            parts = Path(rel).parts
+            if Path(rel).is_absolute() or ".." in parts or "/" in name or name.startswith("."):
+                raise PipelineError(f"shipped plugin '{name}': file path {rel!r} leaves its folder")
             target = tmp / name / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)

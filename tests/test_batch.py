@@ -91,6 +91,7 @@ def test_local_cluster_matches_process_and_reruns_skip(recordings, tmp_path, cap
     summary = batch(pipe, [str(p) for p in recordings], out=out, workers=2, retries=1)
 
     assert summary.path == out / "summary.csv"
+    assert summary.counts() == {"ok": 5, "error": 1} and "corrupt.edf" in summary._repr_html_()
     rows = read_summary(summary.path)
     assert set(rows) == {p.name for p in recordings}
     bad = rows.pop("corrupt.edf")
