@@ -6,7 +6,8 @@ the same chunks (median per chunk over interleaved rounds):
 1. ``dispatch``: a compiled no-op taking the same arguments as each stage's kernel —
    the cost of crossing from Python into numba (argument type checks and unboxing);
 2. ``kernels``: each stage's compiled ``process`` called directly on a copy of its
-   real input (the copy is refreshed outside the timed call);
+   real input (the copy is refreshed outside the timed call); the hand-written
+   numba kernel of the same stage is timed alike, for comparison;
 3. ``Stage.run``: the same through the guarded, timed ``Stage.run``;
 4. ``push``: ``Pipeline.push(chunk, copy=False)`` — plan, input copies, lock, result dict;
 5. ``push copy``: ``Pipeline.push(chunk)`` with its default copies of every output.
@@ -22,6 +23,7 @@ import time
 
 import numpy as np
 
+from . import numba_ref
 from . import workloads as wl
 from .streaming import EegkitStream, make_chunks
 
@@ -74,17 +76,28 @@ def profile(data, sfreq, chunk, n_chunks, rounds=5) -> dict:
         return [_timed(lambda w=work[i], s=s: s.code.process(w, *s.state), inputs[i], work[i])
                 for i, s in enumerate(stages)]
 
+    hand = _hand_kernels(n_channels, sfreq, dtype, chunk)
+    hand_ids = [i for i, s in enumerate(stages) if s.id in hand]
+    for i in hand_ids:
+        hand[stages[i].id](work[i])  # compile outside timing
+
+    def hand_kernels():
+        return [_timed(lambda w=work[i], f=hand[stages[i].id]: f(w), inputs[i], work[i])
+                for i in hand_ids]
+
     def runs():
         return [_timed(lambda w=work[i], s=s: s.run(w), inputs[i], work[i])
                 for i, s in enumerate(stages)]
 
-    per = {"floor": [], "dispatch": [], "kernels": [], "Stage.run": [], "push": [], "push copy": []}
+    per = {"floor": [], "dispatch": [], "kernels": [], "hand": [], "Stage.run": [], "push": [],
+           "push copy": []}
     gc.collect()
     for _ in range(rounds):
         for _ in range(n_chunks // rounds or 1):
             per["floor"].append(floor())
             per["dispatch"].append(dispatch())
             per["kernels"].append(kernels())
+            per["hand"].append(hand_kernels())
             per["Stage.run"].append(runs())
         per["push"] += [[t] for t in _push_times(pipeline, chunks, n_chunks // rounds or 1, False)]
         per["push copy"] += [[t] for t in _push_times(pipeline, chunks, n_chunks // rounds or 1, True)]
@@ -92,10 +105,13 @@ def profile(data, sfreq, chunk, n_chunks, rounds=5) -> dict:
     floor_ns = np.array(per.pop("floor"))
     for key in ("dispatch", "kernels", "Stage.run"):
         per[key] = np.array(per[key]) - np.median(floor_ns, axis=0)
-    levels = {k: float(np.median(np.sum(v, axis=1))) / 1e3 for k, v in per.items()}
+    per["hand"] = np.array(per["hand"]) - np.median(floor_ns[:, hand_ids], axis=0)
+    levels = {k: float(np.median(np.sum(v, axis=1))) / 1e3 for k, v in per.items() if k != "hand"}
     per_stage = {s.id: {"dispatch_us": float(np.median(per["dispatch"][:, i])) / 1e3,
                         "kernel_us": float(np.median(per["kernels"][:, i])) / 1e3,
-                        "stage_run_us": float(np.median(per["Stage.run"][:, i])) / 1e3}
+                        "stage_run_us": float(np.median(per["Stage.run"][:, i])) / 1e3,
+                        "hand_kernel_us": (float(np.median(per["hand"][:, hand_ids.index(i)])) / 1e3
+                                           if i in hand_ids else None)}
                  for i, s in enumerate(stages)}
     copy_us = _copy_cost(chunks[0])
     plan = _describe(pipeline)
@@ -109,6 +125,16 @@ def profile(data, sfreq, chunk, n_chunks, rounds=5) -> dict:
                 "pipeline glue (push - Stage.run): plan, copies, lock, dict": levels["push"] - levels["Stage.run"],
                 "total framework (push - kernels)": levels["push"] - levels["kernels"],
                 "output copies (push copy - push)": levels["push copy"] - levels["push"]}}
+
+
+def _hand_kernels(n_channels, sfreq, dtype, chunk):
+    """Stage id → the hand-written numba kernel doing that stage's work on a block."""
+    ns = numba_ref.NumbaStages(n_channels, sfreq, dtype, chunk)
+    b = ns.band
+    return {"bp": lambda w: numba_ref.sos_inplace(w, ns.sos_bp, ns.zi_bp),
+            "notch": lambda w: numba_ref.sos_inplace(w, ns.sos_notch, ns.zi_notch),
+            "car": numba_ref.car_inplace,
+            "alpha": lambda w: numba_ref.band_power(w, b.ring, b.count, *b.args, b.out)}
 
 
 def _unfused():

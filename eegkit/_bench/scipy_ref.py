@@ -56,6 +56,31 @@ class ScipyStream:
         return self.last
 
 
+class ScipyPeriodogram(ScipyStream):
+    """The same with the textbook calls: ``scipy.signal.periodogram`` over the last 256
+    samples, kept by concatenation (more Python and allocation per chunk)."""
+
+    name = "scipy periodogram"
+
+    def __init__(self, n_channels, sfreq, dtype, chunk):
+        super().__init__(n_channels, sfreq, dtype, chunk)
+        self.sfreq = sfreq
+        self.hist = np.zeros((n_channels, 0))
+
+    def step(self, chunk):
+        """One chunk; returns the band-power vector, or None before the window is full."""
+        y, self.zi_bp = signal.sosfilt(self.sos_bp, chunk, axis=-1, zi=self.zi_bp)
+        y, self.zi_notch = signal.sosfilt(self.sos_notch, y, axis=-1, zi=self.zi_notch)
+        y = y - y.mean(axis=0, keepdims=True)
+        self.last = y
+        self.hist = np.concatenate([self.hist, y], axis=1)[:, -wl.WINDOW:]
+        if self.hist.shape[1] < wl.WINDOW:
+            return None
+        freqs, psd = signal.periodogram(self.hist, fs=self.sfreq, window="hann", detrend=False)
+        band = (freqs >= wl.BANDS[0]) & (freqs < wl.BANDS[1])
+        return psd[:, band].sum(axis=1) * (freqs[1] - freqs[0])
+
+
 def offline(x, sfreq):
     """Band-pass, notch, CAR over a whole recording: ``sosfilt`` over the whole duration
     of a group of channels at a time (rows of a C array are contiguous, no state to

@@ -57,6 +57,14 @@ class EegkitStream:
         """The last chunk after CAR (None when this variant does not return it)."""
         return self._last.get("car")
 
+    def plan(self):
+        """How the pipeline runs a chunk for this variant's outputs, when it can say."""
+        outputs = self.step.keywords.get("outputs")
+        try:
+            return self.pipeline.plan(outputs).describe()
+        except Exception:  # noqa: BLE001 - informative only, absent from older cores
+            return None
+
 
 def check_enabled(pipeline) -> None:
     """Raise when a stage is disabled: its timing would be a pass-through, not the work."""
@@ -108,6 +116,7 @@ def make_chunks(data, chunk):
 def build(n_channels, sfreq, dtype, chunk):
     """Every implementation, freshly opened."""
     impls = [_Baseline(scipy_ref.ScipyStream(n_channels, sfreq, dtype, chunk)),
+             _Baseline(scipy_ref.ScipyPeriodogram(n_channels, sfreq, dtype, chunk)),
              _Baseline(numba_ref.NumbaStages(n_channels, sfreq, dtype, chunk)),
              _Baseline(numba_ref.NumbaFused(n_channels, sfreq, dtype, chunk))]
     for name, options, push_options in eegkit_variants():
@@ -148,7 +157,8 @@ def run_config(data, sfreq, chunk, n_chunks, seed=0, extra=()) -> dict:
     period_us = chunk / sfreq * 1e6
     stats = {name: latency(t[n_warm:], period_us, cpu[name][n_warm:]) for name, t in times.items()}
     eegkit_impl = next(im for im in impls if im.name == "eegkit")
-    return {"chunk": chunk, "dtype": dtype, "n_channels": n_channels, "n_chunks": n_chunks,
+    plans = {im.name: im.plan() for im in impls if isinstance(im, EegkitStream)}
+    return {"eegkit_plans": plans, "chunk": chunk, "dtype": dtype, "n_channels": n_channels, "n_chunks": n_chunks,
             "n_warmup": n_warm, "impls": stats, "ratios": ratios(stats),
             "checks": checks(impls, bands, dtype),
             "eegkit_stats": eegkit_impl.pipeline.stats()}
@@ -173,7 +183,8 @@ def _turn(impl, chunks, start, stop, times, cpu, bands):
 
 
 def latency(ns, period_us, cpu_ns) -> dict:
-    """Wall time median, p90, p99, mean (µs), p99/median, times faster than real time;
+    """Wall time median, p90, p99, mean (µs), p99/median, share of chunks slower than
+    3 × median (%), times faster than real time;
     and the thread CPU time's median and p99 (it includes the CPU clock's own cost)."""
     us = ns / 1e3
     med = float(np.median(us))
@@ -181,6 +192,7 @@ def latency(ns, period_us, cpu_ns) -> dict:
     cpu_med = float(np.median(cpu_ns)) / 1e3
     cpu_p99 = float(np.percentile(cpu_ns, 99)) / 1e3
     return {"median_us": med, "p90_us": float(np.percentile(us, 90)), "p99_us": p99,
+            "slow_pct": float(np.mean(us > 3 * med) * 100),
             "mean_us": float(us.mean()), "cpu_median_us": cpu_med, "cpu_p99_us": cpu_p99,
             "cpu_p99_over_median": cpu_p99 / cpu_med,
             "max_us": float(us.max()), "p99_over_median": p99 / med,
@@ -192,7 +204,8 @@ def ratios(stats) -> dict:
     med = {k: v["median_us"] for k, v in stats.items()}
     out = {"eegkit / numba per-stage": med["eegkit"] / med["numba per-stage"],
            "eegkit / numba fused": med["eegkit"] / med["numba fused"],
-           "scipy / eegkit": med["scipy"] / med["eegkit"]}
+           "scipy / eegkit": med["scipy"] / med["eegkit"],
+           "scipy periodogram / eegkit": med["scipy periodogram"] / med["eegkit"]}
     if "eegkit fused" in med:
         out["eegkit fused / numba fused"] = med["eegkit fused"] / med["numba fused"]
         out["scipy / eegkit fused"] = med["scipy"] / med["eegkit fused"]
