@@ -19,7 +19,7 @@ _LAZY = {
     "SyntheticSource": ".sources._synthetic", "FileSource": ".sources._file",
     "LSLSource": ".sources._lsl", "BrainFlowSource": ".sources._brainflow",
     "RecordSink": ".sinks._record", "LSLSink": ".sinks._lsl", "FeatureSink": ".sinks._features",
-    "StreamView": "._widget",
+    "StreamView": "._widget", "batch": "._batch", "BatchSummary": "._batch",
 }
 
 
@@ -44,6 +44,7 @@ __all__ = [
     "Pipeline", "Stage", "StreamInfo", "jit", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
+    "batch", "BatchSummary",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
     "PipelineError", "StageError", "SourceError", "MissingExtraError", "__version__",
 ]
