@@ -110,7 +110,7 @@ def quickstart():
     return p
 
 
-def wait_for(cond, timeout=20.0):
+def wait_for(cond, timeout=60.0):
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

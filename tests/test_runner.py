@@ -77,7 +77,7 @@ def test_start_stop_counters():
     p = chain(synthetic())
     runner = p.start(chunk=25)
     assert p.runner is runner and runner.running and runner in active()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while runner.stats()["chunks"] < 4 and time.monotonic() < deadline:
         time.sleep(0.02)
     p.stop()
@@ -212,7 +212,7 @@ def test_parameter_change_while_running_is_applied_between_chunks():
     seen = []
     p.tap("bp", lambda block, first: seen.append((first, p["bp"].params["low"])))
     runner = p.start(chunk=25)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while len(seen) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     p["bp"].set_params(low=8.0)
