@@ -7,6 +7,10 @@ The plan decides, once per layout change, what each chunk costs:
   recorded), or comes from a kernel that returns new arrays;
 - a chain of in-place compiled stages whose intermediate outputs nobody observes
   is fused into one compiled call (generated here, cached per kernel chain).
+
+Each step's output is checked for NaN and inf by one compiled pass that stops at
+the first one (about 1 µs per 64x32 chunk); a hit is counted on the step's stage
+(the last stage of a fused chain) and the block is passed on unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from . import _numba
 
 _FUSED: dict = {}
 _FUSED_LOCK = threading.Lock()
+_FINITE = []
 
 
 class Buffer:
@@ -82,6 +87,9 @@ class Plan:
             stage.fused_with = ()
         self.steps = []
         i = 0
+        finite = finite_check()
+        for dtype in {s.out_info.dtype for s in stages}:  # compile now, not inside a chunk
+            finite(np.zeros((1, 1), dtype))
         fuse = fuse and not _numba.jit_disabled()
         while i < len(stages):
             group = [stages[i]]
@@ -95,14 +103,14 @@ class Plan:
                 self.steps.append(FusedStep(group, self.slots[group[0].input],
                                             None if private(group[0]) else
                                             Buffer(group[0].in_info.n_channels, group[0].in_info.dtype),
-                                            self.slots[group[-1].id]))
+                                            self.slots[group[-1].id], finite))
             else:
                 group = group[:1]
                 stage = group[0]
                 buf = None if private(stage) else Buffer(stage.in_info.n_channels,
                                                          stage.in_info.dtype)
                 self.steps.append(StageStep(stage, self.slots[stage.input], buf,
-                                            self.slots[stage.id]))
+                                            self.slots[stage.id], finite))
             i += len(group)
 
     def run(self, x: np.ndarray) -> list:
@@ -127,10 +135,10 @@ def _fusable(stage) -> bool:
 class StageStep:
     """One stage, called through its guarded ``Stage.run``."""
 
-    __slots__ = ("stage", "src", "buf", "slot", "taps")
+    __slots__ = ("stage", "src", "buf", "slot", "taps", "finite")
 
-    def __init__(self, stage, src, buf, slot):
-        self.stage, self.src, self.buf, self.slot = stage, src, buf, slot
+    def __init__(self, stage, src, buf, slot, finite):
+        self.stage, self.src, self.buf, self.slot, self.finite = stage, src, buf, slot, finite
 
     def run(self, outs):
         x = outs[self.src]
@@ -138,6 +146,8 @@ class StageStep:
             x = self.buf.fill(x)
         stage = self.stage
         out = outs[self.slot] = stage.run(x)
+        if stage.status == "ok" and not self.finite(out):
+            stage.saw_nonfinite(out)
         if stage.taps:
             stage.call_taps(out)
 
@@ -149,10 +159,10 @@ class StageStep:
 class FusedStep:
     """A chain of in-place compiled stages run as one compiled call."""
 
-    __slots__ = ("stages", "src", "buf", "slot", "fn", "args")
+    __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite")
 
-    def __init__(self, stages, src, buf, slot):
-        self.stages, self.src, self.buf, self.slot = stages, src, buf, slot
+    def __init__(self, stages, src, buf, slot, finite):
+        self.stages, self.src, self.buf, self.slot, self.finite = stages, src, buf, slot, finite
         self.fn = fused_kernel([s.code.process for s in stages], [len(s.state) for s in stages])
         self.args = tuple(a for s in stages for a in s.state)
         for s in stages:
@@ -165,27 +175,31 @@ class FusedStep:
         t0 = time.perf_counter_ns()
         failed = self.fn(x, *self.args)
         elapsed = time.perf_counter_ns() - t0
+        last = self.stages[-1]
         if failed >= 0:
-            self._fail(failed, x)
+            x = self._fail(failed, x)
         else:
-            last = self.stages[-1]
             for s in self.stages[:-1]:
                 s.count(x.shape[1], x.shape[1], None)
             last.count(x.shape[1], x.shape[1], elapsed)
+        if last.status == "ok" and not self.finite(x):
+            last.saw_nonfinite(x)
         outs[self.slot] = x
 
     def _fail(self, index, x):
-        """Stage ``index`` raised: run it again guarded (to keep its error), finish the
-        chunk stage by stage, and let the pipeline re-plan before the next chunk."""
+        """Stage ``index`` raised (or returned an array): run it again guarded on a copy
+        (to keep its error; its writes into ``x`` happened once, as when run alone),
+        finish the chunk stage by stage, and let the pipeline re-plan before the next chunk."""
         for s in self.stages[:index]:
             s.count(x.shape[1], x.shape[1], None)
         culprit = self.stages[index]
-        culprit.run(x)
+        culprit.run(x.copy())
         if culprit.status == "ok":
             culprit.disable(RuntimeError("raised inside a fused call, but not when run alone"),
                             "process")
         for s in self.stages[index + 1:]:
             x = s.run(x)
+        return x
 
     def describe(self):
         copy = "copy" if self.buf is not None else "in place"
@@ -195,7 +209,8 @@ class FusedStep:
 def fused_kernel(kernels, n_states):
     """A compiled function calling ``kernels`` in order on one array.
 
-    Returns -1 on success, or the index of the kernel that raised.
+    Returns -1 on success, or the index of the kernel that raised or returned an
+    array (an in-place kernel must always return None: the array would be lost).
     """
     key = (tuple(id(k) for k in kernels), tuple(n_states))
     with _FUSED_LOCK:
@@ -207,10 +222,36 @@ def fused_kernel(kernels, n_states):
             args = [f"s{i}_{j}" for j in range(n)]
             params += args
             names[f"k{i}"] = kernel
-            lines.append(f"        i = {i}\n        k{i}(x{''.join(', ' + a for a in args)})")
+            lines.append(f"        i = {i}\n        if k{i}(x{''.join(', ' + a for a in args)}) "
+                         f"is not None:\n            raise ValueError()")
         src = (f"def fused(x{''.join(', ' + p for p in params)}):\n    i = 0\n    try:\n"
                + "\n".join(lines) + "\n    except Exception:\n        return i\n    return -1\n")
         exec(compile(src, "<eegkit fused kernel>", "exec"), names)
         fn = _numba.jit(names["fused"], cache=False)
         _FUSED[key] = (list(kernels), fn)
         return fn
+
+
+def _all_finite(x):
+    """True when no value of the 2-D block ``x`` is NaN or infinite."""
+    for c in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            if not np.isfinite(x[c, i]):
+                return False
+    return True
+
+
+def _all_finite_numpy(x):
+    """``_all_finite`` when jit is off."""
+    return bool(np.isfinite(x).all())
+
+
+def finite_check():
+    """The compiled ``_all_finite`` (numpy's check when jit is off)."""
+    if _numba.jit_disabled():
+        return _all_finite_numpy
+    with _FUSED_LOCK:
+        if not _FINITE:
+            with _numba.cache_dir(_numba.cache_root() / "numba" / "_core"):
+                _FINITE.append(_numba.jit(_all_finite))
+        return _FINITE[0]

@@ -50,6 +50,10 @@ class Stage:
     a stage whose output has the layout of its input passes its input through
     unchanged; a stage that changes the layout (spectrum, features) emits empty
     blocks, so downstream stages receive no new samples.
+
+    Non-finite output (NaN, inf) is passed on, never disables a stage, and is
+    counted: ``nonfinite_chunks`` and ``first_nonfinite`` (see
+    eegkit/docs/reliability.md).
     """
 
     def __init__(self, code, id: str, input: str, params: dict):
@@ -73,6 +77,9 @@ class Stage:
         self.calls = 0
         self.samples_in = 0
         self.samples_out = 0
+        self.failed_at = None          # index of the first input sample of the failing chunk
+        self.nonfinite_chunks = 0      # chunks whose output held NaN or inf
+        self.first_nonfinite = None    # output sample index of the first such chunk
         self._times = np.zeros(N_TIMINGS, dtype=np.int64)
         self._pending = None
         self._lock = threading.Lock()
@@ -91,7 +98,8 @@ class Stage:
         """
         self.in_info = in_info
         self.calls = self.samples_in = self.samples_out = 0
-        self.status, self.error, self.traceback = "ok", None, None
+        self.status, self.error, self.traceback, self.failed_at = "ok", None, None, None
+        self.nonfinite_chunks, self.first_nonfinite = 0, None
         try:
             self.state, self.out_info = self._setup(self.params)
             self._warm_up()
@@ -153,6 +161,10 @@ class Stage:
             if out is None:
                 out = x
             elif out is not x:
+                if self.in_place:  # fused chains would ignore the array: refuse it everywhere
+                    raise StageError(f"{self._where()}: process returned None (in place) on its "
+                                     f"warm-up call but an array now; a kernel must always work "
+                                     f"in place or always return a new array")
                 out = self._check_output(out, x)
         except Exception as exc:  # noqa: BLE001
             self.disable(exc, "process")
@@ -191,18 +203,33 @@ class Stage:
                              f"{x.shape[1]} in; a stage that keeps its input's layout must "
                              f"return as many samples as it gets")
         if out.dtype != x.dtype or not out.flags.c_contiguous:
+            if out.dtype.kind != "f":  # ints, bools, complex: a bug, not samples
+                raise StageError(f"{self._where()}: process returned an array of {out.dtype}; "
+                                 f"expected floating-point samples ({x.dtype}; float32 and "
+                                 f"float64 are converted)")
             out = np.ascontiguousarray(out, dtype=x.dtype)
         return out
 
     def disable(self, exc: BaseException, phase: str = "process") -> None:
         """Disable the stage, keeping ``exc`` and its traceback."""
         self.status = "disabled"
+        self.failed_at = self.samples_in
         self.error = f"{phase}: {type(exc).__name__}: {exc}"
         self.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         log_error((self._where(), phase), "eegkit: %s disabled after an error in %s: %s",
                   self._where(), phase, exc)
         if self.on_change is not None:
             self.on_change()
+
+    def saw_nonfinite(self, out: np.ndarray) -> None:
+        """Count a chunk whose output ``out`` holds NaN or inf (it is passed on as is)."""
+        if self.nonfinite_chunks == 0:
+            self.first_nonfinite = self.samples_out - out.shape[1]
+            log.warning("eegkit: %s: output holds non-finite values (NaN or inf), first in the "
+                        "block starting at output sample %d; passed on (recursive filters keep "
+                        "them in their state until the stream is re-opened)",
+                        self._where(), self.first_nonfinite)
+        self.nonfinite_chunks += 1
 
     def enable(self) -> None:
         """Re-enable a disabled stage (runs its setup again, resetting its state)."""
@@ -272,12 +299,14 @@ class Stage:
                 "samples_in": self.samples_in, "samples_out": self.samples_out,
                 "median_us": float(np.median(times)) if timed else None,
                 "p99_us": float(np.percentile(times, 99)) if timed else None,
-                "fused_with": list(self.fused_with), "error": self.error}
+                "fused_with": list(self.fused_with), "error": self.error,
+                "nonfinite_chunks": self.nonfinite_chunks, "first_nonfinite": self.first_nonfinite}
 
     def status_dict(self) -> dict:
         """Health of the stage: status, error, traceback, last rejected change."""
         return {"id": self.id, "type": self.type, "status": self.status, "error": self.error,
-                "traceback": self.traceback, "last_error": self.last_error,
+                "traceback": self.traceback, "failed_at": self.failed_at,
+                "last_error": self.last_error,
                 "params": dict(self.params)}
 
     def __repr__(self):
