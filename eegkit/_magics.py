@@ -204,43 +204,26 @@ def cmd_run(magics, args):
 
 
 def cmd_reload(magics, args):
-    """``reload [PLUGIN]``: reload plugin code and swap it into this session's pipelines."""
+    """``reload [PLUGIN]``: new plugin code swapped into live pipelines between two chunks."""
     if len(args) > 1:
         raise UsageError("'reload' takes at most one PLUGIN name")
     from .plugin import default_manager
 
     manager = default_manager()
     manager.refresh()
-    names = args or sorted({r.name for r in manager.records if r.usable})
     if args and manager.record(args[0]) is None:
         raise UsageError(f"no plugin named {args[0]!r}; see %eegkit plugins")
-    pipelines = [p for _, p in _pipelines(magics.shell.user_ns)]
-    for name in names:
-        print(reload_plugin(name, pipelines))
+    lines = reload_stages(args[0] if args else None)
+    print("\n".join(lines) if lines else
+          f"no live pipeline uses {'plugin ' + repr(args[0]) if args else 'any plugin'}")
 
 
-def reload_plugin(name, pipelines) -> str:
-    """Reload plugin ``name`` and rebuild its stages in ``pipelines``; return a report line."""
-    from .plugin import default_manager
+def reload_stages(plugin=None, pipelines=None) -> list:
+    """Reload ``plugin`` (or every plugin) in ``pipelines`` (default: every live one)
+    with the hot-reload machinery; one report line per stage."""
+    from ._reload import reload
 
-    manager = default_manager()
-    done, failed = [], []
-    for p in pipelines:
-        for stage in list(p.stages):
-            if stage.code.manifest.name != name:
-                continue
-            try:
-                code = manager.load(stage.type, f"stage '{stage.id}'", reload=True)
-            except EegkitError as exc:
-                failed.append(f"{stage.id}: {exc}")
-                continue
-            with p._lock:
-                stage.code = code
-                stage.set_params(**stage.params)  # re-run setup between two chunks
-            done.append(stage.id if len(pipelines) == 1 else f"{_name_of(p)}.{stage.id}")
-    if failed:
-        return f"{name}: kept the old code for " + "; ".join(failed)
-    return f"{name}: reloaded" + (f" ({', '.join(done)})" if done else "")
+    return [str(result) for result in reload(plugin, pipelines)]
 
 
 def cmd_save_stage(magics, args):
@@ -321,8 +304,9 @@ def define_stage(name: str, cell: str, pipelines=()) -> None:
         return
     print(f"stage type '{stage_type}' ready ({params}; loaded and compiled in {took:.2f} s): "
           f"pipeline.add('{stage_type}', ...)")
-    if any(s.type == stage_type for p in pipelines for s in p.stages):
-        print(reload_plugin(name, pipelines))
+    using = [p for p in pipelines if any(s.type == stage_type for s in p.stages)]
+    if using:
+        print("\n".join(reload_stages(name, using)))
 
 
 def _read_cell(cell):
@@ -428,17 +412,6 @@ def _pipelines(ns) -> list:
             seen.add(id(runner.pipeline))
             found.append(("(unnamed)", runner.pipeline))
     return found
-
-
-def _name_of(pipeline):
-    """The notebook variable naming ``pipeline`` (or '?')."""
-    try:
-        from IPython import get_ipython
-
-        ns = get_ipython().user_ns
-    except (ImportError, AttributeError):
-        return "?"
-    return next((k for k, v in ns.items() if v is pipeline and not k.startswith("_")), "?")
 
 
 def _lookup(ns, name):

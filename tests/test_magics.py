@@ -203,11 +203,14 @@ def test_redefining_a_cell_updates_pipelines_using_it(ip, capsys):
     p.open(eegkit.StreamInfo(250.0, ["a", "b"]))
     assert p.push(np.ones((2, 4)))["gain"][0, 0] == 2.0
     out, err = cell(ip, capsys, "gain_cell", GAIN_CELL.replace("x[c, i] *= f[0]", "x[c, i] *= -f[0]"))
-    assert "gain_cell: reloaded (gain)" in out, out + err
+    assert "stage 'gain' (gain_cell): reloaded" in out, out + err
     assert p.push(np.ones((2, 4)))["gain"][0, 0] == -2.0  # swapped between two chunks
     out, err = run(ip, capsys, "reload gain_cell")
-    assert out.strip() == "gain_cell: reloaded (gain)"
+    assert "stage 'gain' (gain_cell): reloaded" in out and not err
+    assert all("reloaded" in line for line in out.splitlines())
     assert p.push(np.ones((2, 4)))["gain"][0, 0] == -2.0
+    out, err = run(ip, capsys, "reload reref")
+    assert out.strip() == "no live pipeline uses plugin 'reref'" or "(reref)" in out
 
 
 @pytest.mark.parametrize("name, body, message", [
