@@ -98,6 +98,13 @@ def _smoke_input():
     return src.read_all(), src.info
 
 
+def _build_info(dtype="float64"):
+    """What kernels are compiled for: 8 EEG channels at 250 Hz (only types matter)."""
+    from .._info import StreamInfo
+
+    return StreamInfo(250.0, ["Fz", "Oz", "Cz", "Pz", "C3", "C4", "O1", "O2"], dtype=dtype)
+
+
 def check_plugin(manager, rec, run_tests: bool = True) -> dict:
     """Check one plugin; returns ``{"name", "path", "version", "ok", "steps"}`` where each
     step is ``[what, ok (True/False/None = skipped), detail]``."""
@@ -272,7 +279,6 @@ def build_plugin(manager, rec, force: bool = False) -> dict:
     report["cache"] = str(folder)
     if force and folder.exists():
         shutil.rmtree(folder)
-    _, info = _smoke_input()
     for spec in m.stages:
         entry = {"type": spec.type, "isolation": spec.isolation, "dtypes": {}}
         report["stages"].append(entry)
@@ -290,7 +296,7 @@ def build_plugin(manager, rec, force: bool = False) -> dict:
             before = sum(stats.cache_hits.values()) if stats else 0
             t0 = time.perf_counter()
             stage = Stage(code, id="build", input="source", params={})
-            stage.configure(info.replace(dtype=dtype))
+            stage.configure(_build_info(dtype))
             seconds = time.perf_counter() - t0
             if stage.status != "ok":
                 entry["dtypes"][dtype] = {"skipped": stage.error}
@@ -311,7 +317,7 @@ def load_probe(names) -> dict:
 
     result = {"import_numba_s": time.perf_counter() - t0, "stages": {}}
     manager = PluginManager()
-    _, info = _smoke_input()
+    info = _build_info()
     for name in names:
         rec = manager.record(name)
         for spec in rec.manifest.stages if rec and rec.usable else ():
