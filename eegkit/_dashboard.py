@@ -459,7 +459,7 @@ def _shape_text(info):
         return ""
     if info.kind == "timeseries" or not info.axis:
         return f"out: {info.n_channels} ch · {info.sfreq:.4g} Hz"
-    noun = "bins" if info.kind == "spectrum" else "features"
     n_axis = len(info.axis)
+    noun = ("bin" if info.kind == "spectrum" else "feature") + ("s" if n_axis != 1 else "")
     return (f"out: {info.n_channels // n_axis} ch × {n_axis} {noun} · "
             f"{info.sfreq:.3g} {'spectra' if info.kind == 'spectrum' else 'values'} per s")
