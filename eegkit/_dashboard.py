@@ -95,6 +95,7 @@ class Dashboard(w.VBox):
                          self.run_status], layout=w.Layout(align_items="center", flex_flow="row wrap",
                                                            padding="4px 0 8px 0"))
         self.cards = [_StageCard(self, stage, fps, seconds) for stage in self.stages]
+        _keep_pending(pipeline)
         super().__init__([header, *[c.box for c in self.cards]],
                          layout=w.Layout(width="100%", padding="4px"))
         self.refresh()
@@ -184,7 +185,16 @@ class Dashboard(w.VBox):
         self._stop.set()
         for card in self.cards:
             card.close()
+        _keep_pending(self.pipeline)
         super().close()
+
+
+def _keep_pending(pipeline):
+    """Re-flag parameter changes still waiting for a chunk boundary (tapping a stage
+    re-plans the pipeline, which also drops that flag)."""
+    with pipeline._lock:
+        if any(stage.has_pending for stage in pipeline.stages):
+            pipeline._mark_changed()
 
 
 class _StageCard:

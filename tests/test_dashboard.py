@@ -297,6 +297,18 @@ def test_buttons(board):
     assert p.first_sample == 0 and not p.runner.running
 
 
+def test_a_change_made_before_the_dashboard_is_still_applied():
+    p = quickstart()
+    p.open()
+    p["bp"].set_params(low=3.0)
+    d = p.show()
+    try:
+        p.push(np.zeros((4, 8)))
+        assert p["bp"].params["low"] == 3.0
+    finally:
+        d.close()
+
+
 def test_show_reuses_the_dashboard_until_the_stages_change():
     p = quickstart()
     d = p.show()
