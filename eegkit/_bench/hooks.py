@@ -1,5 +1,7 @@
 """Measurements other parts of eegkit offer, run when present, else reported "n/a".
 
+A module offering a measurement names it as in ``HOOKS`` and returns a JSON-able
+dict (or number); e.g. ``eegkit._reload.latency(n_channels=64, chunk=32, quick=False)``.
 Each hook runs in its own child process (with a time limit), so a hook that starts
 workers, sockets or threads cannot disturb the rest of the benchmark. Keyword
 arguments are offered by name and passed only when the function takes them.

@@ -158,9 +158,9 @@ def run_config(data, sfreq, chunk, n_chunks, seed=0, extra=()) -> dict:
     stats = {name: latency(t[n_warm:], period_us, cpu[name][n_warm:]) for name, t in times.items()}
     eegkit_impl = next(im for im in impls if im.name == "eegkit")
     plans = {im.name: im.plan() for im in impls if isinstance(im, EegkitStream)}
-    return {"eegkit_plans": plans, "chunk": chunk, "dtype": dtype, "n_channels": n_channels, "n_chunks": n_chunks,
+    return {"chunk": chunk, "dtype": dtype, "n_channels": n_channels, "n_chunks": n_chunks,
             "n_warmup": n_warm, "impls": stats, "ratios": ratios(stats),
-            "checks": checks(impls, bands, dtype),
+            "checks": checks(impls, bands, dtype), "eegkit_plans": plans,
             "eegkit_stats": eegkit_impl.pipeline.stats()}
 
 
