@@ -47,6 +47,8 @@ def ip(tmp_path, monkeypatch):
     for name, value in list(shell.user_ns.items()):
         if isinstance(value, eegkit.Pipeline):
             value.stop()
+            if getattr(value, "_dashboard", None) is not None:
+                value._dashboard.close()  # its refresh thread ends
             del shell.user_ns[name]
     monkeypatch.undo()  # the session plugin folder leaves the plugin path again
     default_manager().refresh()

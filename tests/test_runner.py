@@ -135,7 +135,7 @@ def test_realtime_pacing_of_replayable_source():
     s = runner.stats()
     # pacing holds each chunk back until its last sample is due: a lower bound only
     assert elapsed >= 1.0 - 0.01
-    assert s["samples"] == 250 and s["paced_s"] > 0.5
+    assert s["samples"] == 250 and s["paced_s"] > 0
 
     runner = p.start(realtime=False, duration=1.0, overrun="block")
     assert runner.join(30)
