@@ -79,8 +79,11 @@ const CSS = `
 
 function draw(ctx, frame, w, h, th, model) {
   const info = model.get("info") || {};
-  const names = info.axis && info.axis.length ? info.axis : ["power"];
   const [nch, nb] = frame.shape;
+  // the info trait and the frames travel separately: after a band change one may
+  // arrive before the other, so names always follow the frame's band count
+  const axis = info.axis && info.axis.length === nb ? info.axis : [];
+  const names = Array.from({ length: nb }, (_, k) => axis[k] || `band ${k + 1}`);
   const d = frame.data;
   const chans = [];
   for (let i = 0; i < (info.ch_names || []).length; i += nb) chans.push(info.ch_names[i].replace(/:[^:]*$/, ""));
