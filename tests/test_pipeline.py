@@ -6,16 +6,11 @@ import scipy.signal as ss
 
 import eegkit
 from eegkit import ParameterError, PipelineError, StreamInfo
+from eegkit.testing import stream
 
 
 def chunked(p, x, info, sizes):
-    p.open(info)
-    outs, start, i = [], 0, 0
-    while start < x.shape[1]:
-        n = sizes[i % len(sizes)]
-        outs.append(p.push(x[:, start:start + n]))
-        start, i = start + n, i + 1
-    return {k: np.concatenate([o[k] for o in outs], axis=1) for k in outs[0]}
+    return stream(p, info, x, sizes)
 
 
 def demo(plugins=None):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import eegkit
+from eegkit import testing
 
 
 def chain(plugins=None, fuse=True):
@@ -16,9 +17,7 @@ def chain(plugins=None, fuse=True):
 
 
 def stream(p, x, info, outputs, size=25):
-    p.open(info)
-    parts = [p.push(x[:, i:i + size], outputs=outputs) for i in range(0, x.shape[1], size)]
-    return {k: np.concatenate([q[k] for q in parts], axis=1) for k in parts[0]}
+    return testing.stream(p, info, x, size, outputs)
 
 
 def test_fused_chain_gives_identical_numbers(eeg):

@@ -1,7 +1,5 @@
 """brain_fft: windowed spectra and band powers against scipy, whole and chunked."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +9,13 @@ from scipy import signal
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
 from eegkit._numba import cache_dir, is_compiled, jit
+from eegkit.testing import load_module, run_chunks, stream
 
 STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
 SFREQ = 250.0
 CHUNKS = [1, 7, 32, [5, 1, 64, 13, 2, 300, 31, 3]]
 # the DFT is summed directly rather than by FFT: agreement to rounding, relative to the peak
 RTOL = 1e-11
-
-
-def load_stage(name):
-    """Import stage.py under a stable module name (numba's cache re-imports it by name)."""
-    spec = importlib.util.spec_from_file_location(name, STAGE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +26,7 @@ def stage(pytestconfig, tmp_path_factory):
     except AttributeError:  # cache provider disabled
         where = tmp_path_factory.mktemp("numba")
     with cache_dir(Path(where)):
-        module = load_stage("_eegkit_test_brain_fft_stage")
+        module = load_module(STAGE_FILE, "_eegkit_test_brain_fft_stage")
         module.kernel = jit(module.process_windows)
     return module
 
@@ -52,18 +42,6 @@ def eeg(n_channels=8, seconds=4.0, seed=0, dtype=np.float64):
     x = 5e-6 * rng.standard_normal((n_channels, t.size))
     x += 1e-6 * np.arange(1, n_channels + 1)[:, None] * np.sin(2 * np.pi * 10.0 * t)
     return np.ascontiguousarray(x, dtype=dtype)
-
-
-def run_chunks(kernel, x, state, sizes):
-    """Push ``x`` in chunks; concatenate the returned columns."""
-    sizes = [sizes] if isinstance(sizes, int) else sizes
-    out, start, i = [], 0, 0
-    while start < x.shape[1]:
-        block = np.ascontiguousarray(x[:, start:start + sizes[i % len(sizes)]])
-        out.append(kernel(block, *state))
-        start += block.shape[1]
-        i += 1
-    return np.concatenate(out, axis=1)
 
 
 def periodograms(x, window, step):
@@ -203,7 +181,7 @@ def test_bad_parameters_name_the_culprit(stage, setup, params, message):
 
 def test_plain_python_when_jit_disabled(monkeypatch):
     monkeypatch.setenv("EEGKIT_DISABLE_JIT", "1")
-    module = load_stage("_eegkit_test_brain_fft_stage_nojit")
+    module = load_module(STAGE_FILE, "_eegkit_test_brain_fft_stage_nojit")
     kernel = jit(module.process_windows)
     assert not is_compiled(kernel) and not is_compiled(module._window_psd)
     x = eeg(n_channels=2, seconds=0.6)
@@ -228,20 +206,6 @@ def manager():
     reason = record.message if record is not None else "not found"
     assert record is not None and record.usable, f"brain_fft plugin is not usable: {reason}"
     return manager
-
-
-def stream(pipeline, stream_info, x, sizes):
-    """open + push in chunks; every stage's output concatenated."""
-    pipeline.open(stream_info)
-    sizes = [sizes] if isinstance(sizes, int) else sizes
-    parts, start, i = {}, 0, 0
-    while start < x.shape[1]:
-        n = sizes[i % len(sizes)]
-        for id, out in pipeline.push(x[:, start:start + n]).items():
-            parts.setdefault(id, []).append(out)
-        start += n
-        i += 1
-    return {id: np.concatenate(p, axis=1) for id, p in parts.items()}
 
 
 def test_pipeline_offline_equals_streaming_equals_scipy(manager):
@@ -278,6 +242,10 @@ def test_pipeline_reports_bad_bands(manager):
 
     p = eegkit.Pipeline(plugins=manager)
     p.add("brain_fft.band_power", id="bands", bands=[1.0, 4.0, 8.0])
-    out = p.process(eeg(seconds=2.0), sfreq=SFREQ)
+    x = eeg(seconds=2.0)
+    out = p.process(x, sfreq=SFREQ)
     assert p["bands"].status == "disabled"
+    # documented policy: a stage whose setup failed has no output description of its
+    # own, so it passes its input through
+    assert np.array_equal(out["bands"], x)
     assert "'band_names' needs one name per band: 2" in p["bands"].error

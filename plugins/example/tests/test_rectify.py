@@ -1,25 +1,15 @@
 """example.rectify: the smallest plugin, compiled, plain Python, and through a Pipeline."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from eegkit._numba import cache_dir, is_compiled, jit, jit_disabled
+from eegkit.testing import load_module
 
 HERE = Path(__file__).resolve().parent.parent
 STAGE_FILE = HERE / "stage.py"
-
-
-def load_stage(name):
-    """Import stage.py under a stable module name (numba's cache re-imports it by name)."""
-    spec = importlib.util.spec_from_file_location(name, STAGE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def signed(dtype=np.float64, shape=(8, 500)):
@@ -29,7 +19,7 @@ def signed(dtype=np.float64, shape=(8, 500)):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rectify_in_place(tmp_path, dtype):
     with cache_dir(tmp_path):
-        kernel = jit(load_stage("_eegkit_test_example_stage").process)
+        kernel = jit(load_module(STAGE_FILE, "_eegkit_test_example_stage").process)
     assert is_compiled(kernel) != jit_disabled()
     x = signed(dtype)
     y = x.copy()
@@ -40,7 +30,7 @@ def test_rectify_in_place(tmp_path, dtype):
 
 def test_plain_python_when_jit_disabled(monkeypatch):
     monkeypatch.setenv("EEGKIT_DISABLE_JIT", "1")
-    kernel = jit(load_stage("_eegkit_test_example_stage_nojit").process)
+    kernel = jit(load_module(STAGE_FILE, "_eegkit_test_example_stage_nojit").process)
     assert not is_compiled(kernel)
     x = signed(shape=(2, 20))
     y = x.copy()

@@ -1,7 +1,5 @@
 """filters: the compiled biquad kernel against scipy.signal.sosfilt, whole and chunked."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ from scipy import signal
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
 from eegkit._numba import cache_dir, is_compiled, jit
+from eegkit.testing import load_module, run_chunks, stream
 
 STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
 SFREQ = 250.0
@@ -24,15 +23,6 @@ DESIGNS = {
 }
 
 
-def load_stage(name):
-    """Import stage.py under a stable module name (numba's cache re-imports it by name)."""
-    spec = importlib.util.spec_from_file_location(name, STAGE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def stage(pytestconfig, tmp_path_factory):
     """The plugin module with ``process_sos`` compiled as the host compiles it."""
@@ -41,7 +31,7 @@ def stage(pytestconfig, tmp_path_factory):
     except AttributeError:  # cache provider disabled
         where = tmp_path_factory.mktemp("numba")
     with cache_dir(Path(where)):
-        module = load_stage("_eegkit_test_filters_stage")
+        module = load_module(STAGE_FILE, "_eegkit_test_filters_stage")
         module.kernel = jit(module.process_sos)
     return module
 
@@ -62,19 +52,6 @@ def eeg(n_channels=8, seconds=3.0, seed=0, dtype=np.float64):
 def design(stage, name, n_channels=8, dtype="float64"):
     setup, params = DESIGNS[name]
     return getattr(stage, setup)(info(n_channels, dtype), **params)
-
-
-def run_chunks(kernel, x, state, sizes):
-    """Push ``x`` through ``kernel`` in chunks; ``sizes`` is an int or a cycled list."""
-    sizes = [sizes] if isinstance(sizes, int) else sizes
-    out, start, i = [], 0, 0
-    while start < x.shape[1]:
-        block = np.ascontiguousarray(x[:, start:start + sizes[i % len(sizes)]])
-        kernel(block, *state)
-        out.append(block)
-        start += block.shape[1]
-        i += 1
-    return np.concatenate(out, axis=1)
 
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
@@ -167,7 +144,7 @@ def test_rejects_spectrum_input(stage):
 
 def test_plain_python_when_jit_disabled(monkeypatch):
     monkeypatch.setenv("EEGKIT_DISABLE_JIT", "1")
-    module = load_stage("_eegkit_test_filters_stage_nojit")
+    module = load_module(STAGE_FILE, "_eegkit_test_filters_stage_nojit")
     kernel = jit(module.process_sos)
     assert not is_compiled(kernel)
     x = eeg(n_channels=2, seconds=0.4)
@@ -188,20 +165,6 @@ def manager():
     from eegkit import PluginManager
 
     return PluginManager(paths=[PLUGINS], entry_points=False)
-
-
-def stream(pipeline, stream_info, x, sizes):
-    """open + push in chunks; every stage's output concatenated."""
-    pipeline.open(stream_info)
-    sizes = [sizes] if isinstance(sizes, int) else sizes
-    parts, start, i = {}, 0, 0
-    while start < x.shape[1]:
-        n = sizes[i % len(sizes)]
-        for id, out in pipeline.push(x[:, start:start + n]).items():
-            parts.setdefault(id, []).append(out)
-        start += n
-        i += 1
-    return {id: np.concatenate(p, axis=1) for id, p in parts.items()}
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

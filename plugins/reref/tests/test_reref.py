@@ -1,7 +1,5 @@
 """reref: the compiled kernel against numpy and mne.set_eeg_reference, whole and chunked."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +8,13 @@ import pytest
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
 from eegkit._numba import cache_dir, is_compiled, jit
+from eegkit.testing import load_module, run_chunks
 
 STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
 SFREQ = 250.0
 NAMES = ["Fp1", "Fz", "Cz", "Pz", "O1", "O2", "TP9", "TP10", "EOG"]
 TYPES = ["eeg"] * 8 + ["eog"]
 CHUNKS = [1, 7, 32, [5, 1, 64, 13, 2, 100, 31, 3]]
-
-
-def load_stage(name):
-    """Import stage.py under a stable module name (numba's cache re-imports it by name)."""
-    spec = importlib.util.spec_from_file_location(name, STAGE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +25,7 @@ def stage(pytestconfig, tmp_path_factory):
     except AttributeError:  # cache provider disabled
         where = tmp_path_factory.mktemp("numba")
     with cache_dir(Path(where)):
-        module = load_stage("_eegkit_test_reref_stage")
+        module = load_module(STAGE_FILE, "_eegkit_test_reref_stage")
         module.kernel = jit(module.process_reref)
     return module
 
@@ -51,19 +41,6 @@ def eeg(seconds=3.0, seed=0, dtype=np.float64):
     x += 1e-6 * np.arange(len(NAMES))[:, None]
     x[-1] *= 20
     return np.ascontiguousarray(x, dtype=dtype)
-
-
-def run_chunks(kernel, x, state, sizes):
-    """Push ``x`` through ``kernel`` in chunks; ``sizes`` is an int or a cycled list."""
-    sizes = [sizes] if isinstance(sizes, int) else sizes
-    out, start, i = [], 0, 0
-    while start < x.shape[1]:
-        block = np.ascontiguousarray(x[:, start:start + sizes[i % len(sizes)]])
-        kernel(block, *state)
-        out.append(block)
-        start += block.shape[1]
-        i += 1
-    return np.concatenate(out, axis=1)
 
 
 def mne_reference(x, ref_channels):
@@ -148,7 +125,7 @@ def test_needs_eeg_timeseries(stage):
 
 def test_plain_python_when_jit_disabled(monkeypatch):
     monkeypatch.setenv("EEGKIT_DISABLE_JIT", "1")
-    module = load_stage("_eegkit_test_reref_stage_nojit")
+    module = load_module(STAGE_FILE, "_eegkit_test_reref_stage_nojit")
     kernel = jit(module.process_reref)
     assert not is_compiled(kernel)
     x = eeg(seconds=0.2)
