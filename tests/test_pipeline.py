@@ -5,7 +5,7 @@ import pytest
 import scipy.signal as ss
 
 import eegkit
-from eegkit import ParameterError, PipelineError, StreamInfo
+from eegkit import ParameterError, PipelineError
 from eegkit.testing import stream
 
 

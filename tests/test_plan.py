@@ -1,7 +1,6 @@
 """Execution plans: copies only where needed, fusion of in-place compiled chains."""
 
 import numpy as np
-import pytest
 
 import eegkit
 from eegkit import testing
