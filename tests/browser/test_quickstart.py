@@ -136,7 +136,8 @@ def test_quickstart_notebook_live_in_jupyterlab(tmp_path):
 
         stats = kernel_exec(page, "p.stop(); s = runner.stats(); "
                                   "print(s['chunks'], s['dropped_chunks'], round(s['lag_ms'], 2))")
+        frames = {name: [v["frames"] for v in counters(page, name)] for name in VIEWS}
+        times["total_s"] = time.perf_counter() - t_start
+        print(f"\nquickstart browser test: { {k: round(v, 1) for k, v in times.items()} }; "
+              f"runner chunks/dropped/lag_ms: {stats.strip()}; frames per view: {frames}")
         assert console_errors(page) == [], console_errors(page)
-    times["total_s"] = time.perf_counter() - t_start
-    print(f"\nquickstart browser test: {times}; runner chunks/dropped/lag_ms: {stats.strip()}; "
-          f"bundle note: {bundle['note']!r}")
