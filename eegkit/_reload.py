@@ -19,6 +19,7 @@ file reloads again. A disabled stage whose new code works is enabled again.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 import weakref
@@ -30,10 +31,11 @@ import numpy as np
 
 from ._stage import Stage, log_error
 from .plugin._discovery import MANIFEST, default_paths
-from .plugin._loader import load_stage_code
+from .plugin._loader import cache_dir, load_stage_code
 from .plugin._params import validate_params
 
 log = logging.getLogger("eegkit")
+KEEP_CACHES = 8  # numba cache folders (code versions) kept per plugin
 _PIPELINES = weakref.WeakSet()
 _CODE_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 
@@ -109,7 +111,23 @@ def reload_pipeline(pipeline, plugin: str | None = None, ids=None, refresh: bool
     if refresh:
         pipeline.plugins.refresh()
     fresh = set()
-    return [_reload_stage(pipeline, stage, fresh) for stage in targets]
+    results = [_reload_stage(pipeline, stage, fresh) for stage in targets]
+    for stage in {id(s.code.manifest): s for s in targets}.values():
+        prune_cache(stage.code.manifest, stage.code.digest)
+    return results
+
+
+def prune_cache(manifest, current: str | None = None, keep: int = KEEP_CACHES) -> None:
+    """Delete the numba caches of all but the ``keep`` newest versions of a plugin's code
+    (each edit compiles into a new folder, named by the code's digest)."""
+    root = cache_dir(manifest)
+    try:
+        folders = sorted((d for d in root.iterdir() if d.is_dir() and d.name != current),
+                         key=lambda d: d.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for folder in folders[max(keep - 1, 0):]:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _reload_stage(pipeline, stage, fresh) -> ReloadResult:

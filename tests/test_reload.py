@@ -402,3 +402,15 @@ def test_eegkit_run_watch_applies_an_edit_mid_run(tmp_path):
     with np.load(tmp_path / "out.npz") as f:
         out = f["s"]
     assert out.shape == (2, 1000)  # 4 s at 250 Hz: no chunk lost
+
+
+def test_old_code_versions_do_not_pile_up_in_the_numba_cache(setup_live, monkeypatch, tmp_path):
+    monkeypatch.setenv("EEGKIT_CACHE_DIR", str(tmp_path / "cache"))
+    root, p = setup_live
+    for k in range(_reload.KEEP_CACHES + 3):
+        write_plugin(root, gain=f"{k + 1}.0")
+        [result] = p.reload()
+        assert result.ok
+    manifest = p["s"].code.manifest
+    kept = [d.name for d in cache_dir(manifest).iterdir()]
+    assert len(kept) == _reload.KEEP_CACHES and p["s"].code.digest in kept
