@@ -81,7 +81,7 @@ class Dashboard(w.VBox):
         self.stages = pipeline.stages
         if pipeline._info is None:
             pipeline.open()
-        self._options = {}
+        self._notice = None  # the last button error, shown until an action succeeds
         self.start_button = _button("Start", "play", "success", self._on_start)
         self.stop_button = _button("Stop", "stop", "", self._on_stop)
         self.reset_button = _button("Reset", "undo", "", self._on_reset)
@@ -115,7 +115,7 @@ class Dashboard(w.VBox):
     def _on_start(self, _=None):
         """Start (continuing from the last stop, or from the start after the source ended)."""
         runner = getattr(self.pipeline, "runner", None)
-        options = dict(self._options)
+        options = {}
         if runner is not None:
             options = dict(chunk=runner.chunk, realtime=runner.realtime, duration=runner.duration,
                            overrun=runner.overrun, queue_chunks=runner.queue_chunks)
@@ -154,8 +154,9 @@ class Dashboard(w.VBox):
         try:
             fn()
         except EegkitError as exc:
-            self.run_status.value = f"<span style='{ERROR}'>{html.escape(str(exc))}</span>"
-            return
+            self._notice = str(exc)
+        else:
+            self._notice = None
         self.refresh()
 
     # -- statistics ----------------------------------------------------------------
@@ -169,7 +170,9 @@ class Dashboard(w.VBox):
     def refresh(self) -> None:
         """Update the run status, per-stage statistics, health and controls."""
         runner = getattr(self.pipeline, "runner", None)
-        self.run_status.value = _run_text(runner)
+        notice = (f"<br><span style='{ERROR}'>{html.escape(self._notice)}</span>"
+                  if self._notice else "")
+        self.run_status.value = _run_text(runner) + notice
         running = runner is not None and runner.running
         self.start_button.disabled = running
         self.stop_button.disabled = not running

@@ -295,6 +295,13 @@ def test_buttons(board):
     d.stop_button.click()
     d.reset_button.click()  # stopped: rewinds only
     assert p.first_sample == 0 and not p.runner.running
+    p.start()
+    d._on_start()  # already running (started from code): the error is shown, not raised
+    assert "already running" in d.run_status.value
+    d.refresh()
+    assert "already running" in d.run_status.value  # kept until an action succeeds
+    d.stop_button.click()
+    assert "already running" not in d.run_status.value
 
 
 def test_a_change_made_before_the_dashboard_is_still_applied():
