@@ -19,6 +19,7 @@ file reloads again. A disabled stage whose new code works is enabled again.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -332,7 +333,8 @@ class Watcher:
     - ``"added"`` / ``"removed"``: a plugin folder appeared or went away;
     - ``"ui"``: a plugin's ``ui/`` file changed. Views re-render by themselves when
       ``ANYWIDGET_HMR=1`` was set before they were created (anywidget watches
-      the ``_esm`` file); otherwise display the view again.
+      the ``_esm`` file); :meth:`start` sets it when it is unset, so views created
+      after hot reload is turned on follow their bundle. Otherwise display the view again.
     """
 
     def __init__(self, pipelines=None, plugins=None, on_event=None, step_ms: int = 50):
@@ -356,6 +358,7 @@ class Watcher:
         from ._optional import require
 
         require("watchfiles", "watch", "hot reload")
+        os.environ.setdefault("ANYWIDGET_HMR", "1")  # plugin views follow their ui/bundle.js
         if self._thread is None or not self._thread.is_alive():
             self._stop.clear()
             self.ready.clear()
@@ -547,6 +550,22 @@ def watch_pipeline(pipeline, enable: bool = True):
         _WATCHERS[id(pipeline)] = watcher
         weakref.finalize(pipeline, _forget, id(pipeline), watcher)
         return watcher
+
+
+def watch(enable: bool = True, plugins=None):
+    """Process-wide hot reload: one watcher for every live pipeline using ``plugins``
+    (default: the process-wide plugin manager). Returns it (None when disabling)."""
+    global _GLOBAL
+    with _WATCH_LOCK:
+        if _GLOBAL is not None and (not enable or plugins not in (None, _GLOBAL.plugins)):
+            _GLOBAL.stop()
+            _GLOBAL = None
+        if enable and _GLOBAL is None:
+            _GLOBAL = Watcher(plugins=plugins).start()
+        return _GLOBAL
+
+
+_GLOBAL = None
 
 
 def _forget(key, watcher):

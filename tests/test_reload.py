@@ -414,3 +414,22 @@ def test_old_code_versions_do_not_pile_up_in_the_numba_cache(setup_live, monkeyp
     manifest = p["s"].code.manifest
     kept = [d.name for d in cache_dir(manifest).iterdir()]
     assert len(kept) == _reload.KEEP_CACHES and p["s"].code.digest in kept
+
+
+def test_one_process_wide_watcher_reloads_every_pipeline_of_its_manager(setup_live):
+    root, p = setup_live
+    q = Pipeline(plugins=p.plugins)
+    q.add("live.smooth", id="s")
+    q.open(INFO)
+    watcher = _reload.watch(plugins=p.plugins)
+    try:
+        assert watcher is _reload.watch(plugins=p.plugins) and set(watcher.targets()) >= {p, q}
+        write_plugin(root, gain="2.0")
+        event = wait_event(watcher, "reload", "live")
+        assert event["ok"] and len(event["results"]) >= 2
+        x = np.ones((2, N))
+        for pipe in (p, q):
+            np.testing.assert_allclose(pipe.push(x)["s"], 2 * smooth([x])[0])
+    finally:
+        assert _reload.watch(False) is None
+    assert not watcher.running
