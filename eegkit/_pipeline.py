@@ -320,13 +320,21 @@ class Pipeline:
         with self._lock:
             self.open(info)
             wanted = self._wanted(outputs)
-            parts = {id: [] for id in wanted}
-            for start in range(0, max(data.shape[1], 1), block):
+            n = data.shape[1]
+            # outputs as long as the input are written in place; others are gathered
+            result = {id: np.empty((self[id].out_info.n_channels, n), self[id].out_info.dtype)
+                      for id in wanted if self[id].keeps_length}
+            parts = {id: [] for id in wanted if id not in result}
+            for start in range(0, max(n, 1), block):
                 outs = self._step(data[:, start:start + block], wanted)
                 slots = self._last_plan.slots
-                for id in wanted:
-                    parts[id].append(outs[slots[id]].copy())
-            return {id: _concat(p, self[id].out_info) for id, p in parts.items()}
+                for id, arr in result.items():
+                    out = outs[slots[id]]
+                    arr[:, start:start + out.shape[1]] = out
+                for id, p in parts.items():
+                    p.append(outs[slots[id]].copy())
+            result.update({id: _concat(p, self[id].out_info) for id, p in parts.items()})
+            return {id: result[id] for id in wanted}
 
     def _wanted(self, outputs):
         if outputs is None:
