@@ -416,8 +416,8 @@ class Pipeline:
 
     def watch(self, enable: bool = True):
         """Hot reload: watch the plugin folders and reload edited plugins while this
-        pipeline runs. Returns the ``eegkit._reload.Watcher`` (None when disabling)."""
-        from ._reload import watch_pipeline
+        pipeline runs. Returns the ``eegkit._watch.Watcher`` (None when disabling)."""
+        from ._watch import watch_pipeline
 
         return watch_pipeline(self, enable)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from eegkit import Pipeline, StreamInfo
-from eegkit import _reload
+from eegkit import _reload, _watch
 from eegkit.plugin import PluginManager
 from eegkit.plugin._loader import cache_dir, plugin_digest
 
@@ -421,9 +421,9 @@ def test_one_process_wide_watcher_reloads_every_pipeline_of_its_manager(setup_li
     q = Pipeline(plugins=p.plugins)
     q.add("live.smooth", id="s")
     q.open(INFO)
-    watcher = _reload.watch(plugins=p.plugins)
+    watcher = _watch.watch(plugins=p.plugins)
     try:
-        assert watcher is _reload.watch(plugins=p.plugins) and set(watcher.targets()) >= {p, q}
+        assert watcher is _watch.watch(plugins=p.plugins) and set(watcher.targets()) >= {p, q}
         write_plugin(root, gain="2.0")
         event = wait_event(watcher, "reload", "live")
         assert event["ok"] and len(event["results"]) >= 2
@@ -431,5 +431,5 @@ def test_one_process_wide_watcher_reloads_every_pipeline_of_its_manager(setup_li
         for pipe in (p, q):
             np.testing.assert_allclose(pipe.push(x)["s"], 2 * smooth([x])[0])
     finally:
-        assert _reload.watch(False) is None
+        assert _watch.watch(False) is None
     assert not watcher.running
