@@ -64,6 +64,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = None
         self._roots = []
+        self._plugin_roots = set()  # watched folders that are one plugin (entry points)
 
     # -- control ---------------------------------------------------------------------------
     def start(self) -> "Watcher":
@@ -108,7 +109,9 @@ class Watcher:
         """Folders watched: the plugin paths that exist, and entry-point plugin folders."""
         paths = self.plugins.paths
         roots = [Path(p) for p in paths] if paths is not None else [p for p, _ in default_paths()]
-        roots += [r.path for r in self.plugins.records or () if r.origin == "entry-point"]
+        self._plugin_roots = {r.path.resolve() for r in self.plugins.records or ()
+                              if r.origin == "entry-point" and r.path.is_dir()}
+        roots += sorted(self._plugin_roots)
         out = []
         for r in roots:
             if r.is_dir():
@@ -202,11 +205,14 @@ class Watcher:
         return results
 
     def _plugin_folder(self, path: Path):
-        """The plugin folder (a direct sub-folder of a watched root) holding ``path``."""
+        """The plugin folder holding ``path``: a sub-folder of a watched plugin path, or a
+        watched entry-point plugin folder itself."""
         for root in self._roots:
-            if root in path.parents:
+            if root == path or root in path.parents:
+                if root in self._plugin_roots:
+                    return root
                 rel = path.relative_to(root)
-                return root / rel.parts[0]
+                return root / rel.parts[0] if rel.parts else None
         return None
 
     def _event(self, event):

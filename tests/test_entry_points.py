@@ -188,3 +188,31 @@ def test_an_installed_plugin_in_a_pipeline_with_isolation(installed, tmp_path):
                          env=env_with(installed), cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0.0", "eegkit_ep_good"]
+
+
+def test_an_installed_plugin_hot_reloads(installed, tmp_path, monkeypatch):
+    """The package folder is watched like a plugin folder (e.g. an editable install)."""
+    import time
+
+    from eegkit import Pipeline
+    from eegkit._watch import Watcher
+    from eegkit.plugin import PluginManager
+
+    site = tmp_path / "site"
+    shutil.copytree(installed, site)
+    monkeypatch.syspath_prepend(str(site))
+    manager = PluginManager(paths=[], entry_points=True)
+    assert manager.record("ep_good").path.resolve() == (site / "eegkit_ep_good").resolve()
+    p = Pipeline(plugins=manager)
+    p.add("ep_good.cumsum", id="c", scale=0.0)  # scale 0: output = input
+    x = np.ones((2, 4))
+    np.testing.assert_array_equal(p.process(x, sfreq=100.0)["c"], x)
+    with Watcher(pipelines=[p]) as watcher:
+        stage = site / "eegkit_ep_good" / "stage.py"
+        stage.write_text(stage.read_text().replace("+ x[c, i]", "+ 3.0 * x[c, i]"))
+        end = time.monotonic() + 20
+        while not any(e["kind"] == "reload" for e in watcher.events) and time.monotonic() < end:
+            time.sleep(0.02)
+        [event] = [e for e in watcher.events if e["kind"] == "reload"]
+    assert event["ok"], event
+    np.testing.assert_array_equal(p.process(x, sfreq=100.0)["c"], 3 * x)
