@@ -133,6 +133,7 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
     plugin = stage.code.manifest.name
     where = f"stage '{stage.id}' ({stage.type})"
     result = ReloadResult(stage.id, plugin, ok=False)
+    code = None
     try:
         rec, spec = pipeline.plugins.spec(stage.type, where)
         with pipeline._lock:
@@ -142,6 +143,8 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
         new = _prepare(stage, code, params, in_info)
         old_initial = _initial_state(stage) if new is not None else None
     except Exception as exc:  # noqa: BLE001 - plugin code: any error rejects the reload
+        if code is not None:
+            _close(code)  # an isolated stage's new child
         return _reject(stage, result, exc)
     result.prepare_s = time.perf_counter() - t0
     old_code = stage.code
