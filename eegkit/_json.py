@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import reprlib
 import warnings
 from pathlib import Path
 
@@ -61,20 +62,26 @@ def load(path_or_text):
         path = Path(path_or_text)
         where = str(path)
         try:
+            if path.exists() and not path.is_file():  # a folder, a device or a pipe
+                raise PipelineError(f"{where}: not a regular file")
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise PipelineError(f"{where}: no such pipeline file") from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: NUL in the path
+            if isinstance(exc, PipelineError):
+                raise
             raise PipelineError(f"{where}: cannot read: {exc}") from None
     else:
         text, where = str(path_or_text), "pipeline JSON"
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                             f"{exc.msg}") from None
     except RecursionError:
         raise PipelineError(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
+        raise PipelineError(f"{where}: invalid JSON: {exc}") from None
     return doc, where
 
 
@@ -96,7 +103,7 @@ def validate(doc, plugins=None, where: str = "pipeline") -> list:
         raise PipelineError(f"{where}: missing \"eegkit_pipeline\": {FORMAT} (the format version); "
                             f"is this an eegkit pipeline file?")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise PipelineError(f"{where}: \"eegkit_pipeline\" must be the integer {FORMAT}, got {version!r}")
+        raise PipelineError(f"{where}: \"eegkit_pipeline\" must be the integer {FORMAT}, got {_r(version)}")
     if version != FORMAT:
         newer = " (written by a newer eegkit)" if version > FORMAT else ""
         raise PipelineError(f"{where}: pipeline format {version}{newer}; this eegkit reads format {FORMAT}")
@@ -135,37 +142,37 @@ def _validate_stage(stage, i, ids, plugins, where):
     sid = stage.get("id")
     if not isinstance(sid, str) or not ID_RE.match(sid) or sid == "source":
         raise PipelineError(f"{label}: \"id\" must be a name of letters, digits, '_' or '-' "
-                            f"other than 'source', got {sid!r}")
+                            f"other than 'source', got {_r(sid)}")
     label = f"{where}: stage '{sid}'"
     if sid in ids:
         raise PipelineError(f"{label}: id '{sid}' is used twice")
     _keys(stage, STAGE_KEYS, label)
     stype = stage.get("type")
     if not isinstance(stype, str):
-        raise PipelineError(f"{label}: \"type\" must be a string like \"filters.bandpass\", got {stype!r}")
+        raise PipelineError(f"{label}: \"type\" must be a string like \"filters.bandpass\", got {_r(stype)}")
     record, spec = plugins.spec(stype, label)
     inp = stage.get("input", ids[-1])
     if not isinstance(inp, str) or inp not in ids:
         raise PipelineError(f"{label}: \"input\" must be 'source' or the id of an earlier stage "
-                            f"({', '.join(ids)}), got {inp!r}")
+                            f"({', '.join(ids)}), got {_r(inp)}")
     params = stage.get("params", {})
     if not isinstance(params, dict):
         raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(params)}")
     validate_params(spec.params, params, f"{label} ({stype})")
     isolation = stage.get("isolation", spec.isolation)
     if isolation not in ("none", "process"):
-        raise PipelineError(f"{label}: \"isolation\" must be \"none\" or \"process\", got {isolation!r}")
+        raise PipelineError(f"{label}: \"isolation\" must be \"none\" or \"process\", got {_r(isolation)}")
     timeout = stage.get("isolation_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout > 0 or isolation != "process"):
         raise PipelineError(f"{label}: \"isolation_timeout\" must be a positive number of seconds "
-                            f"on a stage with isolation \"process\", got {timeout!r}")
+                            f"on a stage with isolation \"process\", got {_r(timeout)}")
     ids.append(sid)
     wanted = stage.get("plugin_version")
     if wanted is None:
         return []
     if not isinstance(wanted, str):
-        raise PipelineError(f"{label}: \"plugin_version\" must be a string, got {wanted!r}")
+        raise PipelineError(f"{label}: \"plugin_version\" must be a string, got {_r(wanted)}")
     return _check_version(record.manifest, wanted, label)
 
 
@@ -195,11 +202,11 @@ def _validate_sink(sink, i, ids, where):
         raise PipelineError(f"{label}: expected an object with \"type\" and \"input\", got {_kind(sink)}")
     _keys(sink, SINK_KEYS, label)
     if not isinstance(sink.get("type"), str):
-        raise PipelineError(f"{label}: \"type\" must be a string, got {sink.get('type')!r}")
+        raise PipelineError(f"{label}: \"type\" must be a string, got {_r(sink.get('type'))}")
     _prefixed(sink_class, sink["type"], label)
     if sink.get("input") not in ids:
         raise PipelineError(f"{label}: \"input\" must be 'source' or a stage id "
-                            f"({', '.join(ids)}), got {sink.get('input')!r}")
+                            f"({', '.join(ids)}), got {_r(sink.get('input'))}")
     if not isinstance(sink.get("params", {}), dict):
         raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(sink['params'])}")
 
@@ -243,13 +250,17 @@ def _keys(obj, allowed, label):
                             f"{', '.join(allowed)}.{hint}")
 
 
+def _no_constant(name):
+    raise ValueError(f"{name} is not valid JSON (write numbers, or null)")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def _kind(value):
-    return f"{type(value).__name__} {json.dumps(value)[:60] if _jsonable(value) else repr(value)[:60]}"
+    # reprlib: bounded in length and depth (a document may be huge or deeply nested)
+    return f"{type(value).__name__} {_r(value)}"
 
 
-def _jsonable(value):
-    try:
-        json.dumps(value)
-        return True
-    except (TypeError, ValueError):
-        return False
+_r = _REPR.repr

@@ -318,6 +318,12 @@ def _esm_contents(path: Path):
         return _ESM_CACHE[path]
     main = try_file_contents(path)
     deps = [path.parent / name for name in _IMPORT.findall(path.read_text(encoding="utf-8"))]
+    for dep in deps:  # a bundle serves files beside it only (a symlink may point anywhere)
+        real = dep.resolve()
+        if real.parent != path.parent.resolve():
+            raise ParameterError(f"StreamView: {path} imports './{dep.name}', which resolves to "
+                                 f"{real}, outside the bundle's folder {path.parent}; a view "
+                                 f"bundle may only import files beside it")
     if not deps:
         _ESM_CACHE[path] = main
         return main

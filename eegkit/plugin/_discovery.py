@@ -7,6 +7,7 @@ reported in its record and never stops the others.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,8 @@ ENTRY_POINT_GROUP = "eegkit.plugins"
 class PluginRecord:
     """What discovery found at one place: a manifest, or the error that stopped it.
 
-    ``status`` is ``ok``, ``warning`` (loaded, see ``message``), ``rejected``
+    ``status`` is ``ok``, ``warning`` (loaded, see ``message``: a newer minor plugin
+    API, or files any user may write), ``rejected``
     (plugin-API mismatch), ``error`` (bad manifest, import or compile error) or
     ``shadowed`` (a plugin of the same name was found earlier on the path).
     """
@@ -133,9 +135,35 @@ def inspect_folder(folder: Path, origin: str, expected: str | None) -> PluginRec
     except ApiVersionError as exc:
         record.status, record.message = "rejected", str(exc)
         return record
+    unsafe = unsafe_permissions(folder)
+    if unsafe:
+        shown = " ".join(str(p) for p in unsafe[:5]) + (" ..." if len(unsafe) > 5 else "")
+        text = (f"plugin '{manifest.name}' at {folder}: world-writable, so any user of this "
+                f"machine can change the code it runs: {shown}; fix with: chmod o-w {shown}")
+        warning = f"{warning}; {text}" if warning else text
     if warning:
         record.status, record.message = "warning", warning
     return record
+
+
+_SKIP = {"__pycache__", "node_modules", ".ipynb_checkpoints", ".git"}
+
+
+def unsafe_permissions(folder: Path) -> list:
+    """The plugin folder, its sub-folders and files that every user may write (POSIX)."""
+    if os.name != "posix":
+        return []
+    found = []
+    for here, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if d not in _SKIP]
+        for path in [here] + [os.path.join(here, f) for f in files]:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:  # a dangling symlink: reading the manifest reports what matters
+                continue
+            if mode & stat.S_IWOTH:
+                found.append(Path(path))
+    return found
 
 
 def _entry_point_folders() -> list:

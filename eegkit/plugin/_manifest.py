@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import reprlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ UI_KEYS = ("bundle",)
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[0-9A-Za-z.]+)?$")
 API_RE = re.compile(r"^(\d+)\.(\d+)$")
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 120
+_r = _REPR.repr  # bounded in length and depth: manifests may hold anything
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ def read_manifest(folder, expected_name: str | None = None) -> Manifest:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ManifestError(f"{where}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{where}: invalid TOML: arrays or tables nested too deeply") from None
     _check_keys(doc, TOP_KEYS, where, "top level")
     plugin = _table(doc, "plugin", where)
     _check_keys(plugin, PLUGIN_KEYS, where, "[plugin]")
@@ -103,10 +109,10 @@ def read_manifest(folder, expected_name: str | None = None) -> Manifest:
     _check_name(name, expected_name, where)
     version = _string(plugin, "version", where, "[plugin]")
     if not VERSION_RE.match(version):
-        raise ManifestError(f"{where}: [plugin] version must look like '1.2.0', got {version!r}")
+        raise ManifestError(f"{where}: [plugin] version must look like '1.2.0', got {_r(version)}")
     api = _string(plugin, "api", where, "[plugin]")
     if not API_RE.match(api):
-        raise ManifestError(f"{where}: [plugin] api must be 'MAJOR.MINOR' like '1.0', got {api!r}")
+        raise ManifestError(f"{where}: [plugin] api must be 'MAJOR.MINOR' like '1.0', got {_r(api)}")
     description = _string(plugin, "description", where, "[plugin]", default="")
     ui = doc.get("ui", {})
     if not isinstance(ui, dict):
@@ -122,7 +128,7 @@ def read_manifest(folder, expected_name: str | None = None) -> Manifest:
     for i, stage in enumerate(stages):
         spec = _read_stage(stage, i, name, folder, bundle, where)
         if spec.type in seen:
-            raise ManifestError(f"{where}: stage type {spec.type!r} is declared twice")
+            raise ManifestError(f"{where}: stage type {_r(spec.type)} is declared twice")
         seen.add(spec.type)
         specs.append(spec)
     return Manifest(name=name, version=version, api=api, description=description,
@@ -155,10 +161,10 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
         raise ManifestError(f"{where}: {label} must be a table")
     _check_keys(stage, STAGE_KEYS, where, label)
     stype = _string(stage, "type", where, label)
-    label = f"stage {stype!r}"
+    label = f"stage {_r(stype)}"
     suffix = stype.split(".", 1)[-1]
     if not stype.startswith(name + ".") or not NAME_RE.match(suffix):
-        raise ManifestError(f"{where}: stage type {stype!r} must be '{name}.<lowercase_name>' "
+        raise ManifestError(f"{where}: stage type {_r(stype)} must be '{name}.<lowercase_name>' "
                             f"(e.g. '{name}.{_snake(suffix)}')")
     module = _inside(folder, _string(stage, "module", where, label), where,
                      f"{label} module", ".py")
@@ -166,17 +172,17 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
     process = _string(stage, "process", where, label, default="process")
     for key, fn in (("setup", setup), ("process", process)):
         if not fn.isidentifier():
-            raise ManifestError(f"{where}: {label} {key} must be a function name, got {fn!r}")
+            raise ManifestError(f"{where}: {label} {key} must be a function name, got {_r(fn)}")
     view = stage.get("view")
     if view is not None and view not in VIEWS:
-        raise ManifestError(f"{where}: {label} view must be one of {', '.join(VIEWS)}, got {view!r}")
+        raise ManifestError(f"{where}: {label} view must be one of {', '.join(VIEWS)}, got {_r(view)}")
     if view == "ui" and bundle is None:
         raise ManifestError(f"{where}: {label} has view = \"ui\" but the manifest has no "
                             f"[ui] bundle = \"ui/bundle.js\"")
     isolation = stage.get("isolation", "none")
     if isolation not in ISOLATION:
         raise ManifestError(f"{where}: {label} isolation must be one of {', '.join(ISOLATION)}, "
-                            f"got {isolation!r}")
+                            f"got {_r(isolation)}")
     raw_params = stage.get("params", {})
     if not isinstance(raw_params, dict):
         raise ManifestError(f"{where}: {label} params must be a table")
@@ -213,32 +219,35 @@ def _string(table, key, where, label, default=None):
     value = table[key]
     if not isinstance(value, str):
         raise ManifestError(f"{where}: {label} {key} must be a string, got "
-                            f"{type(value).__name__} {value!r}")
+                            f"{type(value).__name__} {_r(value)}")
     return value
 
 
 def _check_name(name, expected, where):
     if not NAME_RE.match(name):
         raise ManifestError(f"{where}: [plugin] name must be lowercase letters, digits and '_' "
-                            f"(a Python identifier), got {name!r}")
+                            f"(a Python identifier), got {_r(name)}")
     if expected is not None and name != expected:
-        raise ManifestError(f"{where}: [plugin] name {name!r} must equal the folder name {expected!r}")
+        raise ManifestError(f"{where}: [plugin] name {_r(name)} must equal the folder name {_r(expected)}")
 
 
 def _inside(folder: Path, rel: str, where: str, label: str, suffix: str) -> Path:
     """Resolve ``rel`` inside ``folder``, refusing anything that escapes it (symlinks too)."""
-    if Path(rel).is_absolute() or "\\" in rel:
+    if Path(rel).is_absolute() or "\\" in rel or "\x00" in rel:
         raise ManifestError(f"{where}: {label} must be a relative path inside the plugin "
-                            f"folder, got {rel!r}")
-    root = folder.resolve()
-    target = (folder / rel).resolve()
-    if root != target and root not in target.parents:
-        raise ManifestError(f"{where}: {label} {rel!r} leaves the plugin folder (resolves to "
-                            f"{target}); every path must stay inside {root}")
-    if target.suffix != suffix:
-        raise ManifestError(f"{where}: {label} must be a {suffix} file, got {rel!r}")
-    if not target.is_file():
-        raise ManifestError(f"{where}: {label} {rel!r} does not exist in {folder}")
+                            f"folder, got {_r(rel)}")
+    try:
+        root = folder.resolve()
+        target = (folder / rel).resolve()
+        if root != target and root not in target.parents:
+            raise ManifestError(f"{where}: {label} {_r(rel)} leaves the plugin folder (resolves "
+                                f"to {target}); every path must stay inside {root}")
+        if target.suffix != suffix:
+            raise ManifestError(f"{where}: {label} must be a {suffix} file, got {_r(rel)}")
+        if not target.is_file():
+            raise ManifestError(f"{where}: {label} {_r(rel)} does not exist in {folder}")
+    except (OSError, RuntimeError) as exc:  # a name too long; RuntimeError: a symlink loop
+        raise ManifestError(f"{where}: {label} {_r(rel)} cannot be used: {exc}") from None
     return target
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import reprlib
 from dataclasses import dataclass, field
 
 from .._errors import ManifestError, ParameterError
@@ -66,8 +68,13 @@ class ParamSpec:
         return d
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
 def _show(value):
-    return f"{type(value).__name__} {value!r}"
+    # reprlib: bounded in length and depth (a value from JSON may be huge or deeply nested)
+    return f"{type(value).__name__} {_REPR.repr(value)}"
 
 
 def _coerce(type_name, value, label):
@@ -81,7 +88,13 @@ def _coerce(type_name, value, label):
             return int(value)
     elif type_name == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond the float range
+                number = math.inf
+            if math.isfinite(number):  # NaN would pass every min/max check
+                return number
+            raise ParameterError(f"{label} expects a finite float, got {_show(value)}")
     elif type_name == "str":
         if isinstance(value, str):
             return value

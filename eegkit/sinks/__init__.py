@@ -11,7 +11,7 @@ import inspect
 
 import numpy as np
 
-from .._errors import ParameterError, PipelineError
+from .._errors import EegkitError, ParameterError, PipelineError
 from .._info import StreamInfo
 
 # type name -> "module:Class"; modules import lazily so optional extras stay optional.
@@ -96,6 +96,11 @@ def make_sink(type_name: str, params: dict, where: str = "sink") -> Sink:
         return cls(**params)
     except ParameterError as exc:
         raise ParameterError(f"{where} ({type_name}): {exc}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # a missing,
+        if isinstance(exc, EegkitError):  # mistyped or absurdly nested parameter
+            raise
+        raise ParameterError(f"{where} ({type_name}): invalid parameters: "
+                             f"{type(exc).__name__}: {exc}") from None
 
 
 __all__ = ["Sink", "NpzSink", "make_sink", "sink_class", "SINK_TYPES"]

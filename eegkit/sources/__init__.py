@@ -10,7 +10,7 @@ import difflib
 import importlib
 import inspect
 
-from .._errors import ParameterError, PipelineError
+from .._errors import EegkitError, ParameterError, PipelineError
 from ._base import ArraySource, Source
 
 # type name -> "module:Class"; modules import lazily so optional extras stay optional.
@@ -65,6 +65,11 @@ def make_source(spec: dict, where: str = "source") -> Source:
         return cls(**params)
     except ParameterError as exc:
         raise ParameterError(f"{where} ({spec['type']}): {exc}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # a missing,
+        if isinstance(exc, EegkitError):  # mistyped or absurdly nested parameter
+            raise
+        raise ParameterError(f"{where} ({spec['type']}): invalid parameters: "
+                             f"{type(exc).__name__}: {exc}") from None
 
 
 def parse_source_arg(text: str) -> dict:

@@ -50,6 +50,7 @@ BLINK_AMP = (100e-6, 200e-6)  # at Fp1/Fp2
 BLINK_DURATION = (0.25, 0.35)  # seconds
 BLINK_MIN_INTERVAL = 0.5
 MAX_BLOCK = 4096
+MAX_CHANNELS = 1024  # the spatial mixing is an n x n Cholesky factor: keep it bounded
 
 # Pink-noise filter (-10 dB/decade) of J. O. Smith, "Spectral Audio Signal Processing".
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
@@ -117,8 +118,8 @@ class SyntheticSource(Source):
     Parameters
     ----------
     n_channels : int
-        Number of channels. Up to ``len(CHANNEL_PRIORITY)`` (86) they get standard
-        10-10 names (8 gives Fz, C3, Cz, C4, Pz, O1, Oz, O2), beyond that EEG001, ...
+        Number of channels, at most 1024. Up to ``len(CHANNEL_PRIORITY)`` (86) they get
+        standard 10-10 names (8 gives Fz, C3, Cz, C4, Pz, O1, Oz, O2), beyond that EEG001, ...
     sfreq : float
         Sampling rate in Hz.
     seed : int
@@ -143,7 +144,11 @@ class SyntheticSource(Source):
 
     def __init__(self, n_channels=8, sfreq=250.0, seed=0, duration=None, line_freq=50.0,
                  alpha_freq=10.0, blink_interval=8.0, dtype="float64"):
-        self.n_channels = _check_int("n_channels", n_channels, 1, "a positive integer")
+        self.n_channels = _check_int("n_channels", n_channels, 1,
+                                     f"an integer from 1 to {MAX_CHANNELS}")
+        if self.n_channels > MAX_CHANNELS:
+            raise ParameterError(_invalid("n_channels", f"an integer from 1 to {MAX_CHANNELS}",
+                                          n_channels))
         self.sfreq = _check_real("sfreq", sfreq, "a positive number of Hz", lambda v: v > 0)
         self.seed = _check_int("seed", seed, 0, "a non-negative integer")
         nyquist = self.sfreq / 2
@@ -174,6 +179,9 @@ class SyntheticSource(Source):
 
         self.info = StreamInfo(sfreq=self.sfreq, ch_names=channel_names(self.n_channels),
                                ch_types="eeg", units="V", dtype=self.dtype)
+        if duration is not None and not duration * self.sfreq < 2 ** 62:
+            raise ParameterError(_invalid("duration", f"at most {2 ** 62 / self.sfreq:g} s at "
+                                          f"sfreq={self.sfreq:g}", duration))
         self.n_samples = None if duration is None else int(round(duration * self.sfreq))
         self.block_size = int(min(max(round(self.sfreq), 16), MAX_BLOCK))
         self._setup_static()

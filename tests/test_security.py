@@ -1,0 +1,270 @@
+"""Security boundaries (trust model in eegkit/docs/reliability.md).
+
+Plugins are code and are trusted once installed; what eegkit guarantees is that
+reading manifests, discovering plugins and loading pipeline JSON never run code,
+that every path a manifest names stays inside its plugin folder (symlinks too),
+that a view bundle serves only files beside it, and that plugin folders any user
+may write are reported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eegkit
+from eegkit import EegkitError, ManifestError, ParameterError, PipelineError
+from eegkit.plugin import PluginManager, discover, package_dir, read_manifest
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks and modes are POSIX")
+
+MANIFEST = """\
+[plugin]
+name = "{name}"
+version = "0.1.0"
+api = "1.0"
+
+[[stage]]
+type = "{name}.copy"
+module = "{module}"
+view = "ui"
+
+[ui]
+bundle = "{bundle}"
+"""
+# importing this module leaves a marker file: the tests check it never appears
+EVIL = """import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("code ran")
+
+
+def process(x):
+    pass
+"""
+
+
+def plugin(root, name="demo", module="stage.py", bundle="ui/bundle.js", files=True):
+    folder = root / name
+    (folder / "ui").mkdir(parents=True)
+    (folder / "plugin.toml").write_text(MANIFEST.format(name=name, module=module, bundle=bundle))
+    if files:
+        (folder / "stage.py").write_text("def process(x):\n    pass\n")
+        (folder / "ui" / "bundle.js").write_text("export default { render() {} };\n")
+    return folder
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """Files outside every plugin folder that a manifest might try to reach."""
+    out = tmp_path / "outside"
+    out.mkdir()
+    (out / "evil.py").write_text(EVIL)
+    (out / "evil.js").write_text("export default { render() { /* not yours */ } };\n")
+    return out
+
+
+# -- manifest paths ---------------------------------------------------------------------
+@pytest.mark.parametrize("bundle", ["../outside/evil.js", "ui/../../outside/evil.js"])
+def test_ui_bundle_path_cannot_leave_the_folder(tmp_path, outside, bundle):
+    folder = plugin(tmp_path / "plugins", bundle=bundle)
+    with pytest.raises(ManifestError, match=r"\[ui\] bundle .* leaves the plugin folder"):
+        read_manifest(folder)
+
+
+def test_ui_bundle_absolute_path_is_refused(tmp_path, outside):
+    folder = plugin(tmp_path / "plugins", bundle=str(outside / "evil.js"))
+    with pytest.raises(ManifestError, match=r"\[ui\] bundle must be a relative path"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_ui_bundle_symlink_to_outside_is_refused(tmp_path, outside):
+    folder = plugin(tmp_path / "plugins")
+    (folder / "ui" / "bundle.js").unlink()
+    os.symlink(outside / "evil.js", folder / "ui" / "bundle.js")
+    with pytest.raises(ManifestError, match="leaves the plugin folder"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_symlinked_ui_folder_to_outside_is_refused(tmp_path, outside):
+    folder = plugin(tmp_path / "plugins", files=False)
+    (folder / "stage.py").write_text("def process(x):\n    pass\n")
+    (folder / "ui").rmdir()
+    (outside / "bundle.js").write_text("export default {};\n")
+    os.symlink(outside, folder / "ui")
+    with pytest.raises(ManifestError, match=r"\[ui\] bundle 'ui/bundle.js' leaves the plugin folder"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_module_in_symlinked_subfolder_is_refused(tmp_path, outside):
+    folder = plugin(tmp_path / "plugins", module="lib/evil.py")
+    os.symlink(outside, folder / "lib")
+    with pytest.raises(ManifestError, match="module 'lib/evil.py' leaves the plugin folder"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_symlink_loop_is_a_manifest_error(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    (folder / "stage.py").unlink()
+    os.symlink(folder / "stage.py", folder / "stage.py")
+    with pytest.raises(ManifestError, match="stage.py"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_symlinked_plugin_folder_is_checked_against_its_real_folder(tmp_path, outside):
+    """Linking a plugin folder into plugins/ is how authors develop: it loads, and the
+    rule applies to the folder it points to."""
+    real = plugin(tmp_path / "dev")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    os.symlink(real, plugins / "demo")
+    (record,) = discover([plugins], entry_points=False)
+    assert record.status == "ok" and record.manifest.path == plugins / "demo"
+    assert record.manifest.stages[0].module == (real / "stage.py").resolve()
+    assert record.manifest.ui_bundle == (real / "ui" / "bundle.js").resolve()
+    # ... and a file in it that points out of the real folder is still refused
+    (real / "stage.py").unlink()
+    os.symlink(outside / "evil.py", real / "stage.py")
+    (record,) = discover([plugins], entry_points=False)
+    assert record.status == "error" and "leaves the plugin folder" in record.message
+    assert not (outside / "IMPORTED").exists()
+
+
+def test_discovery_never_imports_plugin_code(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    (folder / "stage.py").write_text(EVIL)
+    (folder / "helper.py").write_text(EVIL)
+    before = set(sys.modules)
+    manager = PluginManager(paths=[tmp_path / "plugins"], entry_points=False)
+    assert manager.record("demo").status == "ok"
+    assert manager.stage_types() == ["demo.copy"]
+    manager.spec("demo.copy")
+    assert not (folder / "IMPORTED").exists()
+    assert not [m for m in set(sys.modules) - before if "demo" in m]
+
+
+# -- pipeline JSON names no code --------------------------------------------------------
+def test_pipeline_json_cannot_import_or_run_anything(tmp_path, outside, monkeypatch):
+    """A document that names a Python file, a module or code in every field it has:
+    each is refused with an error naming the field, and nothing is imported or run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plugins" / "evil").mkdir(parents=True)
+    (tmp_path / "plugins" / "evil" / "evil.py").write_text(EVIL)  # no plugin.toml
+    (tmp_path / "evil.py").write_text(EVIL)
+    manager = PluginManager(paths=[tmp_path / "plugins", package_dir("plugins")],
+                            entry_points=False)
+    evil = str(outside / "evil.py")
+    good = {"id": "bp", "type": "filters.bandpass"}
+    cases = [
+        ({"stages": [{"id": "x", "type": "evil.evil"}]}, "plugin 'evil', which is error"),
+        ({"stages": [{"id": "x", "type": evil}]}, "unknown stage type"),
+        ({"stages": [{"id": "x", "type": "os.system"}]}, "unknown stage type 'os.system'"),
+        ({"stages": [{**good, "module": evil}]}, "unknown key(s) ['module']"),
+        ({"stages": [{**good, "process": "os.system"}]}, "unknown key(s) ['process']"),
+        ({"stages": [{**good, "params": {"low": "__import__('os').system('id')"}}]},
+         "parameter 'low' expects float"),
+        ({"stages": [{**good, "params": {"setup": evil}}]}, "unknown parameter 'setup'"),
+        ({"stages": [good], "source": {"type": evil}}, "unknown source type"),
+        ({"stages": [good], "source": {"type": "eegkit.sources._file:FileSource"}},
+         "unknown source type"),
+        ({"stages": [good], "source": {"type": "file", "params": {"path": evil}}},
+         "MNE could not read"),
+        ({"stages": [good], "sinks": [{"type": "evil:Sink", "input": "bp"}]}, "unknown sink type"),
+        ({"stages": [good], "plugins": [evil]}, "unknown key(s) ['plugins']"),
+        ({"stages": [good], "imports": ["evil"]}, "unknown key(s) ['imports']"),
+    ]
+    before = set(sys.modules)
+    for extra, words in cases:
+        doc = {"eegkit_pipeline": 1, **extra}
+        with pytest.raises(EegkitError) as err:
+            eegkit.Pipeline.from_dict(doc, plugins=manager)
+        assert words in str(err.value), (extra, str(err.value))
+    assert not (outside / "IMPORTED").exists() and not (tmp_path / "IMPORTED").exists()
+    assert not (tmp_path / "plugins" / "evil" / "IMPORTED").exists()
+    new = [m for m in set(sys.modules) - before if not m.startswith(("eegkit", "mne"))]
+    assert not [m for m in new if "evil" in m]
+
+
+# -- view bundles -------------------------------------------------------------------------
+@posix_only
+def test_view_bundle_serves_only_files_beside_it(tmp_path, outside):
+    """The dashboard inlines a bundle's ``import {..} from './x.js'``: a helper that is
+    a symlink out of the bundle's folder is refused, not served."""
+    pytest.importorskip("anywidget")
+    from eegkit._widget import StreamView
+
+    folder = plugin(tmp_path / "plugins")
+    (folder / "ui" / "bundle.js").write_text(
+        "import { draw } from './helper.js';\nexport default { render() { draw(); } };\n")
+    (folder / "ui" / "helper.js").write_text("export function draw() {}\n")
+    info = eegkit.StreamInfo(250.0, ["a", "b"])
+    manifest = read_manifest(folder)
+    view = StreamView(info, view=str(manifest.ui_bundle))
+    assert "function draw()" in str(view._esm)
+    view.close()
+    (outside / "secret.js").write_text("export function draw() { /* outside */ }\n")
+    (folder / "ui" / "helper.js").unlink()
+    os.symlink(outside / "secret.js", folder / "ui" / "helper.js")
+    other = folder / "ui" / "other.js"  # a new path: the widget caches by path
+    other.write_text((folder / "ui" / "bundle.js").read_text())
+    with pytest.raises(ParameterError, match=r"imports './helper.js'.*outside the bundle's folder"):
+        StreamView(info, view=str(other))
+
+
+# -- unsafe permissions -------------------------------------------------------------------
+@posix_only
+@pytest.mark.parametrize("target", [".", "stage.py", "ui/bundle.js", "plugin.toml", "ui"])
+def test_world_writable_plugin_is_reported(tmp_path, target):
+    folder = plugin(tmp_path / "plugins")
+    (record,) = discover([tmp_path / "plugins"], entry_points=False)
+    assert record.status == "ok"
+    path = folder / target
+    path.chmod(path.stat().st_mode | 0o002)
+    (record,) = discover([tmp_path / "plugins"], entry_points=False)
+    assert record.status == "warning" and record.usable
+    assert "world-writable" in record.message and str(path) in record.message
+    assert "chmod o-w" in record.message
+    # still usable; the manager shows the warning once when the stage type is used
+    manager = PluginManager(paths=[tmp_path / "plugins"], entry_points=False)
+    with pytest.warns(UserWarning, match="world-writable"):
+        manager.spec("demo.copy")
+
+
+@posix_only
+def test_group_writable_is_not_reported(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    (folder / "stage.py").chmod(0o664)
+    folder.chmod(0o775)
+    (record,) = discover([tmp_path / "plugins"], entry_points=False)
+    assert record.status == "ok"
+
+
+def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_path):
+    """Isolation limits crashes, not malice: the child is a plain interpreter of the same
+    user. What it cannot do is change the parent's objects: it sees only the blocks."""
+    pytest.importorskip("eegkit._isolate")
+    folder = tmp_path / "plugins" / "snoop"
+    folder.mkdir(parents=True)
+    (folder / "plugin.toml").write_text(
+        '[plugin]\nname = "snoop"\nversion = "0.1.0"\napi = "1.0"\n'
+        '[[stage]]\ntype = "snoop.look"\nmodule = "stage.py"\nsetup = "setup"\n'
+        'isolation = "process"\n')
+    (folder / "stage.py").write_text(
+        "import os\nimport numpy as np\n\n"
+        "def setup(info):\n    return (np.array([os.getpid()], dtype=np.int64),)\n\n"
+        "def process(x, pid):\n    x[:, :] = pid[0]\n")
+    p = eegkit.Pipeline(plugins=PluginManager(paths=[tmp_path / "plugins"], entry_points=False))
+    p.add("snoop.look", id="look")
+    try:
+        out = p.process(np.zeros((1, 4)), sfreq=100.0)["look"]
+        child = p["look"].code.pid
+        assert out[0, 0] == child != os.getpid()
+    finally:
+        p["look"].code.close()
