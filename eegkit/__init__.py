@@ -24,6 +24,11 @@ _LAZY = {
 
 
 def __getattr__(name):
+    if name == "prange":
+        # a loop over independent items (channels): numba.prange, or range when jit is off
+        from ._numba import prange_object
+
+        return prange_object()
     if name in _LAZY:
         import importlib
 
@@ -41,7 +46,7 @@ def load_ipython_extension(ipython):
 
 
 __all__ = [
-    "Pipeline", "Stage", "StreamInfo", "jit", "list_plugins", "PluginManager", "PluginRecord",
+    "Pipeline", "Stage", "StreamInfo", "jit", "prange", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
     "batch", "BatchSummary",

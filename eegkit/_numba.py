@@ -42,7 +42,7 @@ def cache_dir(path: Path | None):
         numba.config.CACHE_DIR = old
 
 
-def jit(fn, cache: bool = True):
+def jit(fn, cache: bool = True, parallel: bool = False):
     """Compile ``fn`` lazily with eegkit's options, or return it as is when jit is off.
 
     Parameters
@@ -51,6 +51,8 @@ def jit(fn, cache: bool = True):
         A function written in the numba-supported subset of Python/NumPy.
     cache : bool
         Cache the machine code on disk (keyed on the function's source file).
+    parallel : bool
+        Run ``prange`` loops on several threads (numba's ``parallel=True``).
 
     Returns
     -------
@@ -61,7 +63,25 @@ def jit(fn, cache: bool = True):
         return fn
     import numba
 
-    return numba.njit(**{**JIT_OPTIONS, "cache": cache})(fn)
+    options = {**JIT_OPTIONS, "cache": cache}
+    if parallel:
+        options["parallel"] = True
+    return numba.njit(**options)(fn)
+
+
+def uses_prange(fn) -> bool:
+    """True when ``fn`` loops with ``prange`` (it then gets a parallel build too)."""
+    code = getattr(fn, "__code__", None)
+    return code is not None and "prange" in code.co_names
+
+
+def prange_object():
+    """``numba.prange`` when jit is on, else ``range`` (exported as ``eegkit.prange``)."""
+    if jit_disabled():
+        return range
+    import numba
+
+    return numba.prange
 
 
 def is_compiled(fn) -> bool:

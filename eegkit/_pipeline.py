@@ -15,6 +15,7 @@ from .sources import Source, make_source
 
 SOURCE_ID = "source"
 OFFLINE_BLOCK = 65536
+PARALLEL_MIN = 4096  # samples per block from which multi-threaded kernels pay off
 
 
 class Pipeline:
@@ -50,6 +51,7 @@ class Pipeline:
         self._changed = False
         self._plans = {}
         self._last_plan = None
+        self._parallel = False
         self.first_sample = 0
         from ._reload import track
 
@@ -207,11 +209,21 @@ class Pipeline:
 
         Stages nobody observes may be fused or run in place (see ``eegkit._plan``).
         """
-        key = None if outputs is None else frozenset(outputs)
+        key = (None if outputs is None else frozenset(outputs), self._parallel)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = Plan(list(self._stages.values()), key, fuse=self.fuse)
+            plan = self._plans[key] = Plan(list(self._stages.values()), key[0], fuse=self.fuse)
         return plan
+
+    def prepare(self, outputs=None) -> None:
+        """Open the stream if needed and build (and compile) the plan for ``outputs``
+        now, so the first chunk pays no compile time."""
+        with self._lock:
+            if self._info is None:
+                self.open()
+            if self._changed:
+                self._apply_changes()
+            self.plan(outputs)
 
     def _mark_changed(self):
         self._changed = True
@@ -278,14 +290,14 @@ class Pipeline:
         that raises is removed and the error logged.
         """
         self[id].taps.append(fn)
-        self._build_plan()
+        self._plans = {}  # re-plan: a tapped stage keeps its output
 
     def untap(self, id: str, fn) -> None:
         """Remove a tap added with :meth:`tap`."""
         taps = self[id].taps
         if fn in taps:
             taps.remove(fn)
-        self._build_plan()
+        self._plans = {}  # re-plan: a tapped stage keeps its output
 
     def info_of(self, id: str) -> StreamInfo:
         """Output StreamInfo of stage ``id`` (or of ``"source"``)."""
@@ -321,20 +333,31 @@ class Pipeline:
             self.open(info)
             wanted = self._wanted(outputs)
             n = data.shape[1]
+            self._use_parallel(min(block, n) >= PARALLEL_MIN and info.n_channels > 1)
             # outputs as long as the input are written in place; others are gathered
             result = {id: np.empty((self[id].out_info.n_channels, n), self[id].out_info.dtype)
                       for id in wanted if self[id].keeps_length}
             parts = {id: [] for id in wanted if id not in result}
-            for start in range(0, max(n, 1), block):
-                outs = self._step(data[:, start:start + block], wanted)
-                slots = self._last_plan.slots
-                for id, arr in result.items():
-                    out = outs[slots[id]]
-                    arr[:, start:start + out.shape[1]] = out
-                for id, p in parts.items():
-                    p.append(outs[slots[id]].copy())
+            try:
+                for start in range(0, max(n, 1), block):
+                    outs = self._step(data[:, start:start + block], wanted)
+                    slots = self._last_plan.slots
+                    for id, arr in result.items():
+                        out = outs[slots[id]]
+                        arr[:, start:start + out.shape[1]] = out
+                    for id, p in parts.items():
+                        p.append(outs[slots[id]].copy())
+            finally:
+                self._use_parallel(False)
             result.update({id: _concat(p, self[id].out_info) for id, p in parts.items()})
             return {id: result[id] for id in wanted}
+
+    def _use_parallel(self, on: bool) -> None:
+        """Switch kernels that loop with ``prange`` to their multi-threaded build (large
+        offline blocks: channels spread over the cores) or back (streaming)."""
+        self._parallel = on
+        for stage in self._stages.values():
+            stage.kernel = getattr(stage.code, "parallel", None) if on else None
 
     def _wanted(self, outputs):
         if outputs is None:

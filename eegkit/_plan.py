@@ -163,8 +163,14 @@ class FusedStep:
 
     def __init__(self, stages, src, buf, slot, finite):
         self.stages, self.src, self.buf, self.slot, self.finite = stages, src, buf, slot, finite
-        self.fn = fused_kernel([s.code.process for s in stages], [len(s.state) for s in stages])
+        self.fn = fused_kernel([s.kernel or s.code.process for s in stages],
+                               [len(s.state) for s in stages])
         self.args = tuple(a for s in stages for a in s.state)
+        # compile now, on copies of the state, so the first chunk pays nothing
+        info = stages[0].in_info
+        copies = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a
+                       for a in self.args)
+        self.fn(np.zeros((info.n_channels, 8), dtype=info.dtype), *copies)
         for s in stages:
             s.fused_with = tuple(t.id for t in stages)
 

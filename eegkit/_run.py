@@ -35,6 +35,7 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
     parts = {id: [] for id in wanted}
     sinks = open_sinks(pipeline)
     observed = list(dict.fromkeys([*wanted, *(i for _, i in sinks if i != "source")]))
+    pipeline.prepare(observed)  # compile fused chains before the first chunk
     done, t0 = 0, time.perf_counter()
     last = t0
     try:

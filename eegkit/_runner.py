@@ -96,6 +96,7 @@ class Runner:
             p.open(source.info)
         with p._lock:
             self._sinks = open_sinks(p)
+            p.prepare(self._observed())  # compile fused chains before the first chunk
         self._reset_counters()
         self._stop.clear()
         self._queue = _ChunkQueue(self.queue_chunks, self.overrun)
@@ -171,6 +172,10 @@ class Runner:
         finally:
             self._queue.close()
 
+    def _observed(self):
+        """Stages whose output is used (sinks; tapped stages add themselves)."""
+        return [i for _, i in self._sinks if i != "source"]
+
     def _work(self):
         """Worker thread: queue → pipeline → sinks."""
         p = self.pipeline
@@ -183,7 +188,7 @@ class Runner:
                 with p._lock:
                     first = p.first_sample
                     # only tapped stages and sink inputs are observed: the rest may be fused
-                    outs = p._step(block, [i for _, i in self._sinks if i != "source"])
+                    outs = p._step(block, self._observed())
                     slots = p._last_plan.slots
                     for sink, input_id in self._sinks:
                         sink.write(*sink_block(p, input_id, outs[slots[input_id]], first))

@@ -73,6 +73,7 @@ class Stage:
         self.on_change = None    # set by the pipeline: a change waits for a chunk boundary
         self.in_place = False    # process returned None on warm-up (may be fused)
         self.fused_with = ()     # ids of the fused chain this stage runs in, if any
+        self.kernel = None       # set while a multi-threaded build runs offline blocks
         self.isolation = getattr(code, "isolation", "none")  # "process": see eegkit._isolate
         self.calls = 0
         self.samples_in = 0
@@ -157,7 +158,7 @@ class Stage:
             return x if self._bypass else self._empty
         t0 = time.perf_counter_ns()
         try:
-            out = self.code.process(x, *self.state)
+            out = (self.kernel or self.code.process)(x, *self.state)
             if out is None:
                 out = x
             elif out is not x:
@@ -241,9 +242,10 @@ class Stage:
 
         Raises ParameterError at once for unknown names or bad values.
         """
-        merged = validate_params(self.code.spec.params, {**self.params, **params}, self._where())
-        with self._lock:
-            self._pending = merged
+        with self._lock:  # two changes before the next chunk both count
+            base = self._pending or self.params
+            self._pending = validate_params(self.code.spec.params, {**base, **params},
+                                            self._where())
         if self.in_info is None:
             self.apply_pending()
         elif self.on_change is not None:

@@ -247,3 +247,16 @@ def test_jit_off_gives_same_numbers(eeg, monkeypatch):
     out = plain.process(x, sfreq=info.sfreq)
     for key in compiled:
         np.testing.assert_allclose(out[key], compiled[key], rtol=1e-12, atol=1e-18)
+
+
+def test_two_changes_before_a_chunk_both_apply_and_taps_keep_them(eeg):
+    x, info = eeg
+    p = eegkit.Pipeline()
+    p.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    p.open(info)
+    p.push(x[:, :10])
+    p["bp"].set_params(low=2.0)
+    p["bp"].set_params(high=30.0)
+    p.tap("bp", lambda block, first: None)
+    p.push(x[:, 10:20])
+    assert p["bp"].params["low"] == 2.0 and p["bp"].params["high"] == 30.0

@@ -93,3 +93,16 @@ def test_param_change_replans(eeg):
     q.push(x[:, :50])
     q["bp"].set_params(high=20.0)
     assert np.array_equal(got, q.push(x[:, 50:100])["car"])
+
+
+def test_multithreaded_offline_blocks_give_identical_numbers():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((8, 20000))
+    p = chain()
+    assert p["bp"].code.parallel is not None  # the filters kernel loops with eegkit.prange
+    offline = p.process(x, sfreq=250.0, outputs=["car", "bands"])  # blocks >= PARALLEL_MIN
+    assert all(s.kernel is None for s in p.stages)  # streaming is back on the serial build
+    info = eegkit.StreamInfo(250.0, [f"ch{i}" for i in range(8)])
+    streamed = stream(p, x, info, ["car", "bands"], size=32)
+    assert np.array_equal(offline["car"], streamed["car"])
+    assert np.array_equal(offline["bands"], streamed["bands"])

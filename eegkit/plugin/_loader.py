@@ -31,6 +31,7 @@ class StageCode:
     setup: object
     process: object
     digest: str
+    parallel: object = None  # a multi-threaded build, for kernels that loop with prange
 
 
 def module_name(plugin: str, path: Path) -> str:
@@ -142,6 +143,9 @@ def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -
     try:
         with _LOCK, _numba.cache_dir(cache_dir(manifest, digest)):  # CACHE_DIR is global
             compiled = _numba.jit(process)
+            parallel = (_numba.jit(process, parallel=True)
+                        if _numba.uses_prange(process) and _numba.is_compiled(compiled) else None)
     except Exception as exc:
         raise PluginLoadError(f"{where}: numba rejected '{spec.process}': {exc}") from exc
-    return StageCode(spec=spec, manifest=manifest, setup=setup, process=compiled, digest=digest)
+    return StageCode(spec=spec, manifest=manifest, setup=setup, process=compiled, digest=digest,
+                     parallel=parallel)

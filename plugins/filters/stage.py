@@ -9,7 +9,7 @@ filtering the whole recording at once.
 import numpy as np
 from scipy import signal
 
-from eegkit import ParameterError
+from eegkit import ParameterError, prange
 
 
 def setup_bandpass(info, low=1.0, high=40.0, order=4):
@@ -117,7 +117,7 @@ def process_sos(x, sos, zi):
     """
     n_channels, n_samples = x.shape
     n_sections = sos.shape[0]
-    for c in range(n_channels):
+    for c in prange(n_channels):  # channels are independent: offline blocks use every core
         for t in range(n_samples):
             v = np.float64(x[c, t])
             for s in range(n_sections):
