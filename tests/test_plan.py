@@ -106,3 +106,30 @@ def test_multithreaded_offline_blocks_give_identical_numbers():
     streamed = stream(p, x, info, ["car", "bands"], size=32)
     assert np.array_equal(offline["car"], streamed["car"])
     assert np.array_equal(offline["bands"], streamed["bands"])
+
+
+def test_fused_chain_is_cached_on_disk_and_never_stale(tmp_path, monkeypatch):
+    from eegkit.plugin import PluginManager
+
+    monkeypatch.setenv("EEGKIT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "plugins" / "arith"
+    folder.mkdir(parents=True)
+    (folder / "plugin.toml").write_text(
+        '[plugin]\nname = "arith"\nversion = "0.1.0"\napi = "1.0"\n'
+        '[[stage]]\ntype = "arith.add"\nmodule = "stage.py"\nprocess = "add"\n'
+        '[[stage]]\ntype = "arith.mul"\nmodule = "stage.py"\nprocess = "mul"\n')
+
+    def run(add, mul):
+        (folder / "stage.py").write_text(f"def add(x):\n    x += {add}\n\n\ndef mul(x):\n    x *= {mul}\n")
+        p = eegkit.Pipeline(plugins=PluginManager(paths=[tmp_path / "plugins"], entry_points=False))
+        p.add("arith.add", id="a")
+        p.add("arith.mul", id="m")
+        p.open(eegkit.StreamInfo(10.0, ["c0"]))
+        out = p.push(np.ones((1, 4)), outputs=["m"])["m"]
+        assert p.plan(["m"]).describe() == ["fused[a, m] (copy)"]
+        return out
+
+    assert np.all(run(1.0, 3.0) == 6.0)
+    assert len(list((tmp_path / "cache" / "fused").glob("fused_*.py"))) == 1
+    assert np.all(run(2.0, 3.0) == 9.0)  # same size, new content: a new fused module
+    assert len(list((tmp_path / "cache" / "fused").glob("fused_*.py"))) == 2
