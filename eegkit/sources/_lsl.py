@@ -17,6 +17,7 @@ _VOLT_UNITS = {"v": 1.0, "volt": 1.0, "volts": 1.0, "mv": 1e-3, "millivolt": 1e-
                "microvolts": 1e-6, "nv": 1e-9, "nanovolts": 1e-9}
 _VOLT_TYPES = {"eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs", "bio"}
 _RECONNECT_EVERY = 0.2  # seconds between looks for a lost stream
+_MAX_TIMEOUT = 3600.0
 
 
 class LSLSource(Source):
@@ -67,7 +68,14 @@ class LSLSource(Source):
         self._lsl = require("pylsl", "lsl", "LSLSource")
         if max_chunk is None or int(max_chunk) < 1:
             raise ParameterError(f"LSLSource: max_chunk must be a positive integer, got {max_chunk!r}")
-        self.name, self.type, self.timeout = name, type, float(timeout)
+        try:
+            seconds = float(timeout)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if not 0 < seconds <= _MAX_TIMEOUT:  # NaN or inf would wait for ever
+            raise ParameterError(f"LSLSource: timeout must be a number of seconds above 0 and at "
+                                 f"most {_MAX_TIMEOUT:g}, got {timeout!r}")
+        self.name, self.type, self.timeout = name, type, seconds
         self.max_chunk = int(max_chunk)
         self.last_timestamps = np.zeros(0)
         self.gaps = self.samples_lost = self.reconnects = 0
