@@ -132,7 +132,7 @@ def setup_band_power(info, window=256, step=32, bands=(1.0, 4.0, 8.0, 13.0, 30.0
 
 
 def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
-                    seg, psd, starts, stops, scale, empty):
+                    acc, psd, starts, stops, scale, empty):
     """Feed ``x`` into the ring buffers; return one column per window completed.
 
     Row ``c * n_groups + g`` of the output is ``scale * sum(psd[starts[g]:stops[g]])``
@@ -142,8 +142,8 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
     ----------
     x : ndarray, shape (n_channels, n_samples)
         Input block (not modified).
-    ring : ndarray, shape (n_channels, window)
-        Last ``window`` samples; sample ``i`` of the stream lives at column ``i % window``.
+    ring : ndarray, shape (window, n_channels)
+        Last ``window`` samples; sample ``i`` of the stream lives at row ``i % window``.
     count : ndarray of int64, shape (1,)
         Samples seen before this block.
     step : int
@@ -154,8 +154,8 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
         DFT bins computed.
     gain : ndarray
         Density scaling per bin (one-sided doubling included).
-    seg, psd : ndarray
-        Scratch: windowed segment, and density of the ``bins``.
+    acc, psd : ndarray, shapes (2, n_channels) and (n_channels, n_bins)
+        Scratch: real and imaginary sums, and density of the ``bins``.
     starts, stops : ndarray of int64
         Groups of consecutive entries of ``psd`` summed into one output row each.
     scale : float
@@ -168,7 +168,7 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
     ndarray, shape (n_channels * n_groups, n_windows)
     """
     n_channels, n_samples = x.shape
-    n_window = ring.shape[1]
+    n_window = ring.shape[0]
     n_groups = starts.shape[0]
     first = count[0]
     last = first + n_samples - 1
@@ -185,18 +185,18 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
     j = 0
     while t < n_samples:
         stop = min(end - first + 1, n_samples)
-        for c in range(n_channels):
-            for i in range(t, stop):
-                ring[c, (first + i) % n_window] = x[c, i]
+        for i in range(t, stop):
+            row = (first + i) % n_window
+            for c in range(n_channels):
+                ring[row, c] = x[c, i]
         t = stop
         if end <= last:
+            _window_psd(ring, end - n_window + 1, win, cos_table, sin_table, bins, gain, acc, psd)
             for c in range(n_channels):
-                _window_psd(ring, c, end - n_window + 1, win, cos_table, sin_table, bins, gain,
-                            seg, psd)
                 for g in range(n_groups):
                     total = 0.0
                     for b in range(starts[g], stops[g]):
-                        total += psd[b]
+                        total += psd[c, b]
                     out[c * n_groups + g, j] = total * scale
             j += 1
             end += step
@@ -205,52 +205,35 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
 
 
 @jit
-def _window_psd(ring, c, start, win, cos_table, sin_table, bins, gain, seg, psd):
-    """Periodogram density of channel ``c`` over the window starting at global ``start``."""
-    n = win.shape[0]
+def _window_psd(ring, start, win, cos_table, sin_table, bins, gain, acc, psd):
+    """Periodogram density of every channel over the window starting at global ``start``.
+
+    The innermost loop runs over channels: their sums are independent, so it
+    vectorises instead of waiting on one long chain of additions. Each channel is
+    still summed over the window's samples in order, so results do not depend on it.
+    """
+    n, n_channels = ring.shape
     head = start % n
-    for i in range(n - head):
-        seg[i] = win[i] * ring[c, head + i]
-    for i in range(n - head, n):
-        seg[i] = win[i] * ring[c, i - (n - head)]
-    n_bins = bins.shape[0]
-    b = 0
-    # four bins at a time: four independent sums keep the FPU busy; each bin is still
-    # summed over i in order, so the result does not depend on this grouping
-    while b + 4 <= n_bins:
-        k0, k1, k2, k3 = bins[b], bins[b + 1], bins[b + 2], bins[b + 3]
-        m0 = m1 = m2 = m3 = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
-        r0 = r1 = r2 = r3 = 0.0
-        i0 = i1 = i2 = i3 = 0.0
-        for i in range(n):
-            v = seg[i]
-            r0 += v * cos_table[m0]
-            i0 += v * sin_table[m0]
-            r1 += v * cos_table[m1]
-            i1 += v * sin_table[m1]
-            r2 += v * cos_table[m2]
-            i2 += v * sin_table[m2]
-            r3 += v * cos_table[m3]
-            i3 += v * sin_table[m3]
-            m0 = _wrap(m0 + k0, n)
-            m1 = _wrap(m1 + k1, n)
-            m2 = _wrap(m2 + k2, n)
-            m3 = _wrap(m3 + k3, n)
-        psd[b] = (r0 * r0 + i0 * i0) * gain[b]
-        psd[b + 1] = (r1 * r1 + i1 * i1) * gain[b + 1]
-        psd[b + 2] = (r2 * r2 + i2 * i2) * gain[b + 2]
-        psd[b + 3] = (r3 * r3 + i3 * i3) * gain[b + 3]
-        b += 4
-    for b in range(b, n_bins):
+    re = acc[0]
+    im = acc[1]
+    for b in range(bins.shape[0]):
         k = bins[b]
-        m = 0
-        re = 0.0
-        im = 0.0
+        for c in range(n_channels):
+            re[c] = 0.0
+            im[c] = 0.0
+        m = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
         for i in range(n):
-            re += seg[i] * cos_table[m]
-            im += seg[i] * sin_table[m]
+            row = ring[_wrap(head + i, n)]
+            w = win[i]
+            cm = cos_table[m]
+            sm = sin_table[m]
+            for c in range(n_channels):
+                v = w * row[c]
+                re[c] += v * cm
+                im[c] += v * sm
             m = _wrap(m + k, n)
-        psd[b] = (re * re + im * im) * gain[b]
+        for c in range(n_channels):
+            psd[c, b] = (re[c] * re[c] + im[c] * im[c]) * gain[b]
 
 
 @jit
@@ -269,9 +252,10 @@ def _state(info, window, step, bins, starts, stops, scale):
     gain[mirrored] *= 2.0
     phase = 2.0 * np.pi * np.arange(window) / window
     n_rows = info.n_channels * starts.size
-    return (np.zeros((info.n_channels, window)), np.zeros(1, dtype=np.int64), int(step), win,
-            np.cos(phase), np.sin(phase), bins.astype(np.int64), gain, np.zeros(window),
-            np.zeros(bins.size), starts, stops, float(scale),
+    return (np.zeros((window, info.n_channels)), np.zeros(1, dtype=np.int64), int(step), win,
+            np.cos(phase), np.sin(phase), bins.astype(np.int64), gain,
+            np.zeros((2, info.n_channels)), np.zeros((info.n_channels, bins.size)), starts, stops,
+            float(scale),
             np.zeros((n_rows, 0), dtype=info.dtype))
 
 
