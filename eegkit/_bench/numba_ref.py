@@ -56,45 +56,54 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
                 x[c, t] -= mean
 
     @_jit
-    def _psd_band(ring, c, head, win, cos_t, sin_t, bins, gain, scale, seg):
-        """Band power of channel c over the ring buffer whose oldest sample is at head."""
-        n = win.shape[0]
-        for i in range(n):
-            j = head + i
-            if j >= n:
-                j -= n
-            seg[i] = win[i] * ring[c, j]
-        total = 0.0
+    def _psd_band(ring, head, win, cos_t, sin_t, bins, gain, scale, acc, out):
+        """Band power of every channel over the ring (sample-major) whose oldest sample
+        is at head; the inner loop runs over channels, so it vectorises."""
+        n, n_ch = ring.shape
+        for c in range(n_ch):
+            out[c] = 0.0
+        re = acc[0]
+        im = acc[1]
         for b in range(bins.shape[0]):
             k = bins[b]
-            re = 0.0
-            im = 0.0
+            for c in range(n_ch):
+                re[c] = 0.0
+                im[c] = 0.0
             m = 0
             for i in range(n):
-                re += seg[i] * cos_t[m]
-                im += seg[i] * sin_t[m]
+                j = head + i
+                if j >= n:
+                    j -= n
+                w = win[i]
+                cm = cos_t[m]
+                sm = sin_t[m]
+                for c in range(n_ch):
+                    v = w * ring[j, c]
+                    re[c] += v * cm
+                    im[c] += v * sm
                 m += k
                 if m >= n:
                     m -= n
-            total += (re * re + im * im) * gain[b]
-        return total * scale
+            for c in range(n_ch):
+                out[c] += (re[c] * re[c] + im[c] * im[c]) * gain[b]
+        for c in range(n_ch):
+            out[c] *= scale
 
     @_jit
     def band_power(x, ring, count, win, cos_t, sin_t, bins, gain, scale, seg, out):
         """Push x into the ring; when the ring is full, write each channel's band power
         into out and return True (one window per chunk: 256 % chunk == 0)."""
         n_ch, n = x.shape
-        size = ring.shape[1]
+        size = ring.shape[0]
         first = count[0]
-        for c in range(n_ch):
-            for t in range(n):
-                ring[c, (first + t) % size] = x[c, t]
+        for t in range(n):
+            row = (first + t) % size
+            for c in range(n_ch):
+                ring[row, c] = x[c, t]
         count[0] = first + n
         if count[0] < size:
             return False
-        head = count[0] % size
-        for c in range(n_ch):
-            out[c] = _psd_band(ring, c, head, win, cos_t, sin_t, bins, gain, scale, seg)
+        _psd_band(ring, count[0] % size, win, cos_t, sin_t, bins, gain, scale, seg, out)
         return True
 
     @_jit
@@ -111,7 +120,7 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
                     zi[s, c, 1] = sos[s, 2] * v - sos[s, 5] * y
                     v = y
                 buf[c, t] = v
-        size = ring.shape[1]
+        size = ring.shape[0]
         first = count[0]
         for t in range(n):
             total = 0.0
@@ -121,13 +130,11 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
             slot = (first + t) % size
             for c in range(n_ch):
                 buf[c, t] -= mean
-                ring[c, slot] = buf[c, t]
+                ring[slot, c] = buf[c, t]
         count[0] = first + n
         if count[0] < size:
             return False
-        head = count[0] % size
-        for c in range(n_ch):
-            out[c] = _psd_band(ring, c, head, win, cos_t, sin_t, bins, gain, scale, seg)
+        _psd_band(ring, count[0] % size, win, cos_t, sin_t, bins, gain, scale, seg, out)
         return True
 
     @_pjit
@@ -169,10 +176,10 @@ class _BandState:
 
     def __init__(self, n_channels, sfreq):
         tab = wl.band_tables(sfreq)
-        self.ring = np.zeros((n_channels, wl.WINDOW))
+        self.ring = np.zeros((wl.WINDOW, n_channels))  # sample-major, as the plugin
         self.count = np.zeros(1, dtype=np.int64)
         self.args = (tab["win"], tab["cos"], tab["sin"], tab["bins"], tab["gain"],
-                     float(tab["scale"]), np.zeros(wl.WINDOW))
+                     float(tab["scale"]), np.zeros((2, n_channels)))
         self.out = np.zeros(n_channels)
 
 
