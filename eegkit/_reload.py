@@ -255,6 +255,8 @@ def _swap(pipeline, stage, code, params, new, old_initial, result):
     stage.state = state
     stage.out_info = old_out if new.out_info == old_out else new.out_info
     stage.in_place = new.in_place
+    if getattr(stage, "kernel", None) is not None:  # a multi-threaded build is in use
+        stage.kernel = getattr(code, "parallel", None)
     stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
     stage._after_info()
     if stage.out_info is not old_out:
