@@ -42,7 +42,7 @@ def cache_dir(path: Path | None):
         numba.config.CACHE_DIR = old
 
 
-def jit(fn, cache: bool = True, parallel: bool = False):
+def jit(fn, cache: bool = True, parallel: bool = False, fastmath=False):
     """Compile ``fn`` lazily with eegkit's options, or return it as is when jit is off.
 
     Parameters
@@ -53,6 +53,9 @@ def jit(fn, cache: bool = True, parallel: bool = False):
         Cache the machine code on disk (keyed on the function's source file).
     parallel : bool
         Run ``prange`` loops on several threads (numba's ``parallel=True``).
+    fastmath : bool or set of str
+        numba's ``fastmath`` flags (eegkit's own helpers only; plugin kernels keep
+        exact IEEE arithmetic so they match scipy).
 
     Returns
     -------
@@ -66,6 +69,8 @@ def jit(fn, cache: bool = True, parallel: bool = False):
     options = {**JIT_OPTIONS, "cache": cache}
     if parallel:
         options["parallel"] = True
+    if fastmath:
+        options["fastmath"] = fastmath
     return numba.njit(**options)(fn)
 
 

@@ -51,6 +51,7 @@ class Pipeline:
         self._changed = False
         self._plans = {}
         self._last_plan = None
+        self._last_outputs = None
         self._parallel = False
         self.first_sample = 0
         from ._reload import track
@@ -201,8 +202,12 @@ class Pipeline:
 
     def _build_plan(self):
         """Forget cached plans; the next chunk plans again."""
-        self._plans = {}
+        self._forget_plans()
         self._changed = False
+
+    def _forget_plans(self):
+        self._plans = {}
+        self._last_plan = None
 
     def plan(self, outputs=None):
         """The execution plan keeping ``outputs`` (stage ids; None = every stage) intact.
@@ -278,7 +283,10 @@ class Pipeline:
         if x.ndim != 2 or x.shape[0] != info.n_channels:
             raise ParameterError(f"chunk must have shape ({info.n_channels}, n_samples) for this "
                                  f"stream, got {x.shape}")
-        plan = self._last_plan = self.plan(outputs)
+        plan = self._last_plan
+        if plan is None or outputs != self._last_outputs:
+            plan = self._last_plan = self.plan(outputs)
+            self._last_outputs = None if outputs is None else list(outputs)
         outs = plan.run(x)
         self.first_sample += x.shape[1]
         return outs
@@ -290,14 +298,14 @@ class Pipeline:
         that raises is removed and the error logged.
         """
         self[id].taps.append(fn)
-        self._plans = {}  # re-plan: a tapped stage keeps its output
+        self._forget_plans()  # re-plan: a tapped stage keeps its output
 
     def untap(self, id: str, fn) -> None:
         """Remove a tap added with :meth:`tap`."""
         taps = self[id].taps
         if fn in taps:
             taps.remove(fn)
-        self._plans = {}  # re-plan: a tapped stage keeps its output
+        self._forget_plans()  # re-plan: a tapped stage keeps its output
 
     def info_of(self, id: str) -> StreamInfo:
         """Output StreamInfo of stage ``id`` (or of ``"source"``)."""
@@ -356,6 +364,7 @@ class Pipeline:
         """Switch kernels that loop with ``prange`` to their multi-threaded build (large
         offline blocks: channels spread over the cores) or back (streaming)."""
         self._parallel = on
+        self._last_plan = None
         for stage in self._stages.values():
             stage.kernel = getattr(stage.code, "parallel", None) if on else None
 

@@ -269,11 +269,13 @@ def _load_fused(key, parts):
 
 def _all_finite(x):
     """True when no value of the 2-D block ``x`` is NaN or infinite."""
-    for c in range(x.shape[0]):
-        for i in range(x.shape[1]):
-            if not np.isfinite(x[c, i]):
-                return False
-    return True
+    # v * 0 is 0 for a finite v and NaN otherwise; compiled with re-association allowed
+    # (and nothing else: NaN and inf keep their meaning), the sum vectorises
+    flat = x.ravel()  # blocks are C-contiguous: a view, one long loop
+    total = 0.0
+    for i in range(flat.shape[0]):
+        total += flat[i] * 0.0
+    return total == 0.0
 
 
 def _all_finite_numpy(x):
@@ -288,5 +290,5 @@ def finite_check():
     with _FUSED_LOCK:
         if not _FINITE:
             with _numba.cache_dir(_numba.cache_root() / "numba" / "_core"):
-                _FINITE.append(_numba.jit(_all_finite))
+                _FINITE.append(_numba.jit(_all_finite, fastmath={"reassoc"}))
         return _FINITE[0]
