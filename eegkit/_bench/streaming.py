@@ -55,7 +55,7 @@ class EegkitStream:
 
     def car_output(self):
         """The last chunk after CAR (None when this variant does not return it)."""
-        return self._last.get("car")
+        return self._last.get("car") if self._last is not None else None
 
     def plan(self):
         """How the pipeline runs a chunk for this variant's outputs, when it can say."""
@@ -90,10 +90,12 @@ class _Baseline:
 def eegkit_variants() -> list:
     """``(name, Pipeline options, push options)`` of the eegkit configurations timed.
 
-    ``eegkit``: every stage on its own (``fuse=False``), every output returned, as
-    compared with the hand-written per-stage numba. ``eegkit fused``: the default
-    pipeline asked only for the band power (``push(..., outputs=["alpha"])``), so
-    it may fuse the stages in between, as compared with the hand-fused numba.
+    ``eegkit``: every stage its own compiled call (``fuse=False``), asked for the band
+    power (``push(..., outputs=["alpha"])``) like the hand-written per-stage numba,
+    which keeps no intermediate result either (so stages after the first work in
+    place). ``eegkit, every output``: the same, returning every stage's output (each
+    stage copies its input). ``eegkit fused``: the default pipeline asked for the band
+    power, so it fuses the stages in between, as compared with the hand-fused numba.
     Options the installed Pipeline does not offer are left out (and the fused
     variant is skipped when neither exists).
     """
@@ -101,7 +103,9 @@ def eegkit_variants() -> list:
 
     takes = inspect.signature(eegkit.Pipeline).parameters
     push_takes = inspect.signature(eegkit.Pipeline.push).parameters
-    variants = [("eegkit", {"fuse": False} if "fuse" in takes else {}, {})]
+    only_alpha = {"outputs": ["alpha"]} if "outputs" in push_takes else {}
+    variants = [("eegkit", {"fuse": False} if "fuse" in takes else {}, only_alpha),
+                ("eegkit, every output", {"fuse": False} if "fuse" in takes else {}, {})]
     if "fuse" in takes or "outputs" in push_takes:
         variants.append(("eegkit fused", {"fuse": True} if "fuse" in takes else {},
                          {"outputs": ["alpha"]} if "outputs" in push_takes else {}))
