@@ -383,14 +383,13 @@ def test_eegkit_run_watch_applies_an_edit_mid_run(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps(doc))
     env = dict(os.environ, EEGKIT_PLUGINS_PATH=str(root))
     proc = subprocess.Popen([sys.executable, "-m", "eegkit", "run", "p.json", "--watch", "--realtime",
-                             "--duration", "4", "--quiet", "-o", "out.npz"], cwd=tmp_path, env=env,
+                             "--duration", "6", "--quiet", "-o", "out.npz"], cwd=tmp_path, env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
     reader.start()
     try:
         assert wait_for(lambda: any("watching" in line for line in lines), 60)
-        time.sleep(0.5)
         (folder / "stage.py").write_text(STAGE.format(gain="2.0", shape="info.n_channels"))
         proc.wait(60)
     finally:
@@ -401,7 +400,7 @@ def test_eegkit_run_watch_applies_an_edit_mid_run(tmp_path):
     assert any("reloaded plugin 'live'" in line for line in lines), "".join(lines)
     with np.load(tmp_path / "out.npz") as f:
         out = f["s"]
-    assert out.shape == (2, 1000)  # 4 s at 250 Hz: no chunk lost
+    assert out.shape == (2, 1500)  # 6 s at 250 Hz: no chunk lost
 
 
 def test_old_code_versions_do_not_pile_up_in_the_numba_cache(setup_live, monkeypatch, tmp_path):
