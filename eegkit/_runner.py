@@ -5,6 +5,8 @@ to real time when asked) into a bounded queue, and a *worker* pushes them throug
 the pipeline and its sinks. When the source is faster than the pipeline, the
 queue's overrun policy decides: ``"drop-oldest"`` discards the oldest queued
 chunk (counted), ``"block"`` makes the reader wait. Memory is bounded either way.
+A run with a lossless sink (a recording) never drops: where ``"drop-oldest"``
+would, the run stops with an error, so the file holds no silent gap.
 """
 
 from __future__ import annotations
@@ -99,7 +101,10 @@ class Runner:
             p.prepare(self._observed())  # compile fused chains before the first chunk
         self._reset_counters()
         self._stop.clear()
-        self._queue = _ChunkQueue(self.queue_chunks, self.overrun)
+        lossless = [s for s, _ in self._sinks if getattr(s, "lossless", False)]
+        policy = "fail" if lossless and self.overrun == "drop-oldest" else self.overrun
+        self._queue = _ChunkQueue(self.queue_chunks, policy)
+        self._lossless = ", ".join(f"'{s.type_name}' ({getattr(s, 'path', '?')})" for s in lossless)
         self.state, self.error = "running", None
         self._t0 = time.perf_counter()
         self._threads = [threading.Thread(target=self._read, name="eegkit-reader", daemon=True),
@@ -164,6 +169,12 @@ class Runner:
                 self.read_chunks += 1
                 self.read_samples += k
                 dropped = self._queue.put((block, time.perf_counter()), self._stop)
+                if dropped is _FULL:  # a recording must not get a gap: stop reading instead
+                    self._fail(f"the pipeline fell behind the source and sink {self._lossless} "
+                               f"must not skip data, so the run was stopped rather than drop a "
+                               f"chunk; use overrun='block' (the source waits) or a faster "
+                               f"pipeline")
+                    break  # the worker still writes what is queued: contiguous, then ends
                 if dropped is not None:
                     self.dropped_chunks += 1
                     self.dropped_samples += dropped[0].shape[1]
@@ -255,6 +266,9 @@ class Runner:
                 f"{s['dropped_chunks']} dropped>")
 
 
+_FULL = object()  # put() under the "fail" policy: the queue was full, nothing dropped
+
+
 class _ChunkQueue:
     """Bounded FIFO of chunks with an overrun policy; ``close`` marks the end of data."""
 
@@ -269,10 +283,13 @@ class _ChunkQueue:
         return len(self.items)
 
     def put(self, item, stop):
-        """Queue ``item``; returns the chunk dropped to make room, if any."""
+        """Queue ``item``; returns the chunk dropped to make room, if any (``_FULL``
+        when the policy is ``"fail"`` and the queue is full)."""
         with self.cond:
             dropped = None
             if len(self.items) >= self.size:
+                if self.policy == "fail":
+                    return _FULL
                 if self.policy == "drop-oldest":
                     dropped = self.items.popleft()
                 else:

@@ -175,8 +175,11 @@ class Guard:
         return self
 
     def __exit__(self, *exc):
-        new = [m for m in set(sys.modules) - self.modules
-               if not m.startswith("eegkit") or m.startswith("eegkit_plugin_fuzzplug")]
+        # a new top-level package (other than eegkit's plugin modules) would be one the
+        # document named; submodules of packages already in use are their own lazy imports
+        known = {m.split(".")[0] for m in self.modules}
+        new = {m.split(".")[0] for m in set(sys.modules) - self.modules} - known
+        new = [m for m in new if not m.startswith("eegkit") or m.startswith("eegkit_plugin_fuzzplug")]
         assert not new, f"modules imported while loading a document: {sorted(new)[:10]}"
         assert files_under(self.root) == self.files, "a file was created while loading"
 

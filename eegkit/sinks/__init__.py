@@ -28,6 +28,9 @@ class Sink:
     its input, gets every block in order, and is closed at the end (also on error)."""
 
     type_name = "?"
+    #: True for sinks that must never skip data (a recording): a background run then
+    #: stops with an error instead of dropping a chunk (see eegkit._runner)
+    lossless = False
 
     def open(self, info: StreamInfo) -> None:
         """Start a run of blocks described by ``info``."""

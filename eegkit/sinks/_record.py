@@ -75,6 +75,7 @@ class RecordSink(Sink):
     """
 
     type_name = "record"
+    lossless = True  # a dropped chunk would be a silent gap in the file
 
     def __init__(self, path, format=None, physical_range=None, fsync=True):
         self.path = os.fspath(path)

@@ -1,0 +1,184 @@
+"""Overload: a live source faster than the pipeline (a slow fixture stage).
+
+Memory stays bounded by the runner's queue, the overrun policy is explicit
+(``drop-oldest`` counts what it drops, ``block`` loses nothing), and a recording
+never has a silent gap: it keeps up, or the run stops with an error.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import eegkit
+from eegkit import Source, StreamInfo
+from eegkit.plugin import PluginManager, package_dir
+
+FAULTS = Path(__file__).resolve().parent / "fixtures" / "faults"
+SFREQ, CHUNK, ROWS = 250.0, 25, 8
+pytestmark = pytest.mark.filterwarnings("ignore:.*object mode")
+
+
+class Firehose(Source):
+    """A live source with every sample already waiting (an amplifier buffer that
+    filled up while the pipeline was busy): as fast as a source can be."""
+
+    type_name = "firehose"
+    live = True
+
+    def __init__(self, data):
+        self.info = StreamInfo(SFREQ, [f"ch{i}" for i in range(data.shape[0])])
+        self.data, self.pos = data, 0
+
+    def read(self, n):
+        block = self.data[:, self.pos:self.pos + n]
+        self.pos += block.shape[1]
+        self.ended = self.pos >= self.data.shape[1]
+        return np.ascontiguousarray(block)
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return PluginManager(paths=[FAULTS, package_dir("plugins")], entry_points=False)
+
+
+def data(n_chunks, seed=0):
+    return np.random.default_rng(seed).standard_normal((ROWS, CHUNK * n_chunks)) * 1e-5
+
+
+def slow(plugins, source, delay=0.004):
+    """identity (slow) → band-pass → band powers; the identity's output is the input
+    the pipeline really processed."""
+    p = eegkit.Pipeline(source, plugins=plugins)
+    p.add("faults.slow", id="slow", delay=delay)
+    p.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    p.add("brain_fft.band_power", id="bands", window=64, step=16)
+    return p
+
+
+def keep(p, ids):
+    kept = {id: [] for id in ids}
+    for id in ids:
+        p.tap(id, lambda block, first, id=id: kept[id].append(block.copy()))
+    return kept
+
+
+def joined(parts):
+    return np.concatenate(parts, axis=1)
+
+
+def test_drop_oldest_bounds_memory_and_counts_every_drop(plugins):
+    x = data(400)
+    p = slow(plugins, Firehose(x))
+    kept = keep(p, ["slow", "bands"])
+    runner = p.start(chunk=CHUNK, overrun="drop-oldest", queue_chunks=8)
+    assert runner.join(60)
+    s = runner.stats()
+    assert runner.state == "finished" and runner.error is None
+    assert s["read_chunks"] == 400 and s["dropped_chunks"] > 0
+    assert s["chunks"] + s["dropped_chunks"] == 400
+    assert s["dropped_samples"] == CHUNK * s["dropped_chunks"]
+    assert s["queue_max"] <= 8
+    # what was processed was processed right: equal to an offline run over the same
+    # (spliced) input; the gaps are the counted drops, nothing else
+    processed = joined(kept["slow"])
+    assert processed.shape[1] == s["samples"]
+    ref = slow(plugins, None, delay=0.0).process(processed, sfreq=SFREQ)
+    assert np.array_equal(joined(kept["bands"]), ref["bands"])
+
+
+def test_block_loses_nothing_and_memory_stays_bounded(plugins):
+    x = data(200, seed=1)
+    p = slow(plugins, Firehose(x), delay=0.002)
+    kept = keep(p, ["bands"])
+    runner = p.start(chunk=CHUNK, overrun="block", queue_chunks=4)
+    assert runner.join(60)
+    s = runner.stats()
+    assert s["dropped_chunks"] == 0 and s["samples"] == x.shape[1] and s["queue_max"] <= 4
+    ref = slow(plugins, None, delay=0.0).process(x, sfreq=SFREQ)
+    assert np.array_equal(joined(kept["bands"]), ref["bands"])
+
+
+def peak_bytes_of_run(plugins, n_chunks, queue_chunks):
+    """Peak Python-allocated memory during an overloaded run (data allocated before)."""
+    x = data(n_chunks, seed=2)
+    p = slow(plugins, Firehose(x), delay=0.001)
+    p.open(p.source.info)
+    p.push(x[:, :CHUNK], outputs=[])  # plans and buffers exist before measuring
+    p.source.pos = 0
+    tracemalloc.start()
+    try:
+        runner = p.start(chunk=CHUNK, overrun="drop-oldest", queue_chunks=queue_chunks,
+                         resume=True)
+        assert runner.join(120)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return peak, runner.stats()
+
+
+def test_memory_does_not_grow_with_the_length_of_the_overload(plugins):
+    chunk_bytes = ROWS * CHUNK * 8
+    short, s1 = peak_bytes_of_run(plugins, 300, queue_chunks=16)
+    long, s2 = peak_bytes_of_run(plugins, 1200, queue_chunks=16)
+    assert s1["dropped_chunks"] > 0 and s2["dropped_chunks"] > 3 * s1["dropped_chunks"] // 2
+    # 4x the data through the same overloaded run: the peak is set by the queue, not
+    # by how much was read (4x 300 chunks would be 1.9 MB more)
+    assert long - short < 100 * chunk_bytes, (short, long)
+    assert long < 5_000_000
+
+
+# -- recording never drops ----------------------------------------------------------------
+def recorded(path):
+    mne = pytest.importorskip("mne")
+    return mne.io.read_raw(path, verbose="error").get_data()
+
+
+def test_recording_stops_the_run_rather_than_record_a_gap(plugins, tmp_path):
+    x = data(400, seed=3)
+    p = slow(plugins, Firehose(x))
+    p.add_sink("record", "slow", path=str(tmp_path / "rec.bdf"))
+    runner = p.start(chunk=CHUNK, overrun="drop-oldest", queue_chunks=4)
+    assert runner.join(60)
+    s = runner.stats()
+    assert runner.state == "error"
+    assert "record" in runner.error and "rec.bdf" in runner.error and "overrun='block'" in runner.error
+    assert s["dropped_chunks"] == 0  # the run stopped instead of dropping
+    n = s["samples"]
+    # what was queued when it fell behind was still written: all read but the last chunk
+    assert n == (s["read_chunks"] - 1) * CHUNK and 0 < n < x.shape[1]
+    got = recorded(tmp_path / "rec.bdf")
+    assert got.shape[1] >= n
+    # no gap: the file holds the first n samples exactly (BDF quantisation: 31.25 nV)
+    np.testing.assert_allclose(got[:, :n], x[:, :n], rtol=0, atol=2e-8)
+
+
+def test_recording_with_block_keeps_up_and_holds_everything(plugins, tmp_path):
+    x = data(120, seed=4)
+    p = slow(plugins, Firehose(x), delay=0.002)
+    p.add_sink("record", "slow", path=str(tmp_path / "rec.bdf"))
+    runner = p.start(chunk=CHUNK, overrun="block", queue_chunks=4)
+    assert runner.join(60)
+    assert runner.state == "finished" and runner.stats()["dropped_chunks"] == 0
+    got = recorded(tmp_path / "rec.bdf")
+    np.testing.assert_allclose(got[:, :x.shape[1]], x, rtol=0, atol=2e-8)
+
+
+def test_in_process_stage_past_its_deadline_is_absorbed_by_the_queue(plugins):
+    """In process there is no per-chunk deadline (a kernel cannot be interrupted): a
+    stage that stalls holds the pipeline up, the queue absorbs the burst or drops the
+    oldest chunks, the stage stays enabled, and the lag shows it. (Isolated stages
+    have a deadline: see test_faults.py.)"""
+    x = data(200, seed=5)
+    p = eegkit.Pipeline(Firehose(x), plugins=plugins)
+    p.add("faults.stall", id="stall", at=5, delay=0.5)
+    runner = p.start(chunk=CHUNK, overrun="drop-oldest", queue_chunks=16)
+    assert runner.join(60)
+    s = runner.stats()
+    assert p["stall"].status == "ok"
+    assert s["max_lag_ms"] >= 400 and s["dropped_chunks"] > 0
+    assert s["chunks"] + s["dropped_chunks"] == 200
