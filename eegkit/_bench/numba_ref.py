@@ -29,19 +29,34 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
     _pjit = numba.njit(nogil=True, cache=True, parallel=True)
 
     @_jit
-    def sos_inplace(x, sos, zi):
-        """Biquad cascade (direct form II transposed) over x, in place, state in zi."""
+    def sos_inplace(x, sos, zt, tile):
+        """Biquad cascade (direct form II transposed) over x, in place. State zt is
+        channel-minor (n_sections, 2, n_channels); samples go through a sample-major
+        tile so the innermost loop runs over channels and vectorises."""
         n_ch, n = x.shape
         n_sec = sos.shape[0]
-        for c in range(n_ch):
-            for t in range(n):
-                v = np.float64(x[c, t])
+        n_tile = tile.shape[0]
+        for t0 in range(0, n, n_tile):
+            m = min(n_tile, n - t0)
+            for c in range(n_ch):
+                for i in range(m):
+                    tile[i, c] = x[c, t0 + i]
+            for i in range(m):
                 for s in range(n_sec):
-                    y = sos[s, 0] * v + zi[s, c, 0]
-                    zi[s, c, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, c, 1]
-                    zi[s, c, 1] = sos[s, 2] * v - sos[s, 5] * y
-                    v = y
-                x[c, t] = v
+                    b0 = sos[s, 0]
+                    b1 = sos[s, 1]
+                    b2 = sos[s, 2]
+                    a1 = sos[s, 4]
+                    a2 = sos[s, 5]
+                    for c in range(n_ch):
+                        v = tile[i, c]
+                        y = b0 * v + zt[s, 0, c]
+                        zt[s, 0, c] = b1 * v - a1 * y + zt[s, 1, c]
+                        zt[s, 1, c] = b2 * v - a2 * y
+                        tile[i, c] = y
+            for c in range(n_ch):
+                for i in range(m):
+                    x[c, t0 + i] = tile[i, c]
 
     @_jit
     def car_inplace(x):
@@ -107,19 +122,14 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
         return True
 
     @_jit
-    def fused_chunk(x, buf, sos, zi, ring, count, win, cos_t, sin_t, bins, gain, scale, seg, out):
+    def fused_chunk(x, buf, sos, zi, tile, ring, count, win, cos_t, sin_t, bins, gain, scale, seg,
+                    out):
         """Band-pass + notch (one cascade), CAR and band power of one chunk, in one call."""
         n_ch, n = x.shape
-        n_sec = sos.shape[0]
         for c in range(n_ch):
             for t in range(n):
-                v = np.float64(x[c, t])
-                for s in range(n_sec):
-                    y = sos[s, 0] * v + zi[s, c, 0]
-                    zi[s, c, 0] = sos[s, 1] * v - sos[s, 4] * y + zi[s, c, 1]
-                    zi[s, c, 1] = sos[s, 2] * v - sos[s, 5] * y
-                    v = y
-                buf[c, t] = v
+                buf[c, t] = x[c, t]
+        sos_inplace(buf, sos, zi, tile)
         size = ring.shape[0]
         first = count[0]
         for t in range(n):
@@ -190,8 +200,9 @@ class NumbaStages:
 
     def __init__(self, n_channels, sfreq, dtype, chunk):
         self.sos_bp, self.sos_notch = wl.design(sfreq)
-        self.zi_bp = np.zeros((self.sos_bp.shape[0], n_channels, 2))
-        self.zi_notch = np.zeros((self.sos_notch.shape[0], n_channels, 2))
+        self.zi_bp = np.zeros((self.sos_bp.shape[0], 2, n_channels))
+        self.zi_notch = np.zeros((self.sos_notch.shape[0], 2, n_channels))
+        self.tile = np.empty((64, n_channels))
         self.buf = np.empty((n_channels, chunk), dtype=dtype)
         self.band = _BandState(n_channels, sfreq)
 
@@ -199,8 +210,8 @@ class NumbaStages:
         """One chunk; returns the band-power vector, or None before the window is full."""
         buf = self.buf
         np.copyto(buf, chunk)
-        sos_inplace(buf, self.sos_bp, self.zi_bp)
-        sos_inplace(buf, self.sos_notch, self.zi_notch)
+        sos_inplace(buf, self.sos_bp, self.zi_bp, self.tile)
+        sos_inplace(buf, self.sos_notch, self.zi_notch, self.tile)
         car_inplace(buf)
         b = self.band
         if band_power(buf, b.ring, b.count, *b.args, b.out):
@@ -220,14 +231,15 @@ class NumbaFused:
     def __init__(self, n_channels, sfreq, dtype, chunk):
         bp, notch = wl.design(sfreq)
         self.sos = np.ascontiguousarray(np.concatenate([bp, notch]))
-        self.zi = np.zeros((self.sos.shape[0], n_channels, 2))
+        self.zi = np.zeros((self.sos.shape[0], 2, n_channels))
+        self.tile = np.empty((64, n_channels))
         self.buf = np.empty((n_channels, chunk), dtype=dtype)
         self.band = _BandState(n_channels, sfreq)
 
     def step(self, chunk):
         """One chunk; returns the band-power vector, or None before the window is full."""
         b = self.band
-        if fused_chunk(chunk, self.buf, self.sos, self.zi, b.ring, b.count, *b.args, b.out):
+        if fused_chunk(chunk, self.buf, self.sos, self.zi, self.tile, b.ring, b.count, *b.args, b.out):
             return b.out
         return None
 
@@ -240,8 +252,9 @@ def offline_stages(x, sfreq):
     """Band-pass, notch, CAR over a whole recording: copy, then three in-place passes."""
     bp, notch = wl.design(sfreq)
     out = x.copy()
-    sos_inplace(out, bp, np.zeros((bp.shape[0], x.shape[0], 2)))
-    sos_inplace(out, notch, np.zeros((notch.shape[0], x.shape[0], 2)))
+    tile = np.empty((64, x.shape[0]))
+    sos_inplace(out, bp, np.zeros((bp.shape[0], 2, x.shape[0])), tile)
+    sos_inplace(out, notch, np.zeros((notch.shape[0], 2, x.shape[0])), tile)
     car_inplace(out)
     return out
 
