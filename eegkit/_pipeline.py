@@ -344,7 +344,7 @@ class Pipeline:
             self._use_parallel(min(block, n) >= PARALLEL_MIN and info.n_channels > 1)
             # outputs as long as the input are written in place; others are gathered
             result = {id: np.empty((self[id].out_info.n_channels, n), self[id].out_info.dtype)
-                      for id in wanted if self[id].keeps_length}
+                      for id in wanted if self._source_length(id)}
             parts = {id: [] for id in wanted if id not in result}
             try:
                 for start in range(0, max(n, 1), block):
@@ -359,6 +359,16 @@ class Pipeline:
                 self._use_parallel(False)
             result.update({id: _concat(p, self[id].out_info) for id, p in parts.items()})
             return {id: result[id] for id in wanted}
+
+    def _source_length(self, id) -> bool:
+        """True when every block of stage ``id`` is as long as the input block (every
+        stage from the source to it keeps the length)."""
+        while id != SOURCE_ID:
+            stage = self[id]
+            if not stage.keeps_length:
+                return False
+            id = stage.input
+        return True
 
     def _use_parallel(self, on: bool) -> None:
         """Switch kernels that loop with ``prange`` to their multi-threaded build (large

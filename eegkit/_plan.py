@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from . import _numba
+from ._stage import log
 from .plugin._loader import module_name
 
 _FUSED: dict = {}
@@ -98,19 +99,28 @@ class Plan:
         fuse = fuse and not _numba.jit_disabled()
         while i < len(stages):
             group = [stages[i]]
-            while (fuse and i + len(group) < len(stages) and _fusable(group[-1])
+            # a chain links through in-place stages nobody else reads; its last stage
+            # may return a new array (a spectrum, band powers)
+            while (fuse and i + len(group) < len(stages) and _compiled(group[-1])
+                   and group[-1].in_place
                    and stages[i + len(group)].input == group[-1].id
                    and group[-1].id not in observed
                    and len(consumers.get(group[-1].id, ())) == 1
-                   and _fusable(stages[i + len(group)])):
+                   and _compiled(stages[i + len(group)])):
                 group.append(stages[i + len(group)])
-            if len(group) > 1 and all(_fusable(s) for s in group):
-                self.steps.append(FusedStep(group, self.slots[group[0].input],
-                                            None if private(group[0]) else
-                                            Buffer(group[0].in_info.n_channels, group[0].in_info.dtype),
-                                            self.slots[group[-1].id], finite))
-            else:
-                group = group[:1]
+            if len(group) > 1:
+                try:
+                    self.steps.append(FusedStep(group, self.slots[group[0].input],
+                                                None if private(group[0]) else
+                                                Buffer(group[0].in_info.n_channels,
+                                                       group[0].in_info.dtype),
+                                                self.slots[group[-1].id], finite))
+                except Exception as exc:  # noqa: BLE001 - e.g. kernels numba cannot chain
+                    log.info("eegkit: not fusing %s: %s", [s.id for s in group], exc)
+                    for s in group:
+                        s.fused_with = ()
+                    group = group[:1]
+            if len(group) == 1:
                 stage = group[0]
                 buf = None if private(stage) else Buffer(stage.in_info.n_channels,
                                                          stage.in_info.dtype)
@@ -131,8 +141,9 @@ class Plan:
         return [step.describe() for step in self.steps]
 
 
-def _fusable(stage) -> bool:
-    return (stage.status == "ok" and stage.in_place and not stage.taps
+def _compiled(stage) -> bool:
+    """True when ``stage`` may run inside a generated compiled call."""
+    return (stage.status == "ok" and not stage.taps
             and _numba.is_compiled(stage.code.process)
             and getattr(stage, "isolation", "none") == "none")
 
@@ -162,39 +173,47 @@ class StageStep:
 
 
 class FusedStep:
-    """A chain of in-place compiled stages run as one compiled call."""
+    """A chain of compiled stages run as one compiled call: every stage but the last
+    works in place; the last may return a new array."""
 
     __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite")
 
     def __init__(self, stages, src, buf, slot, finite):
         self.stages, self.src, self.buf, self.slot, self.finite = stages, src, buf, slot, finite
         self.fn = fused_kernel(stages)
-        self.args = tuple(a for s in stages for a in s.state)
+        last = stages[-1]
+        self.args = tuple(a for s in stages for a in s.state) + (last._empty,)
+        for s in stages:
+            s.fused_with = tuple(t.id for t in stages)
         # compile now, on copies of the state, so the first chunk pays nothing
         info = stages[0].in_info
         copies = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a
                        for a in self.args)
         self.fn(np.zeros((info.n_channels, 8), dtype=info.dtype), *copies)
-        for s in stages:
-            s.fused_with = tuple(t.id for t in stages)
 
     def run(self, outs):
         x = outs[self.src]
         if self.buf is not None:
             x = self.buf.fill(x)
         t0 = time.perf_counter_ns()
-        failed = self.fn(x, *self.args)
+        failed, out = self.fn(x, *self.args)
         elapsed = time.perf_counter_ns() - t0
         last = self.stages[-1]
         if failed >= 0:
-            x = self._fail(failed, x)
+            out = self._fail(failed, x)
         else:
+            if out is not x:
+                try:
+                    out = last._check_output(out, x)
+                except Exception as exc:  # noqa: BLE001 - wrong shape: the stage's fault
+                    last.disable(exc, "process")
+                    out = x if last.keeps_length else last._empty
             for s in self.stages[:-1]:
                 s.count(x.shape[1], x.shape[1], None)
-            last.count(x.shape[1], x.shape[1], elapsed)
-        if last.status == "ok" and not self.finite(x):
-            last.saw_nonfinite(x)
-        outs[self.slot] = x
+            last.count(x.shape[1], out.shape[1], elapsed)
+        if last.status == "ok" and not self.finite(out):
+            last.saw_nonfinite(out)
+        outs[self.slot] = out
 
     def _fail(self, index, x):
         """Stage ``index`` raised (or returned an array): run it again guarded on a copy
@@ -203,13 +222,16 @@ class FusedStep:
         for s in self.stages[:index]:
             s.count(x.shape[1], x.shape[1], None)
         culprit = self.stages[index]
-        culprit.run(x.copy())
+        out = culprit.run(x.copy())
         if culprit.status == "ok":
             culprit.disable(RuntimeError("raised inside a fused call, but not when run alone"),
                             "process")
+            out = x if culprit.keeps_length else culprit._empty
+        elif culprit.keeps_length:
+            out = x
         for s in self.stages[index + 1:]:
-            x = s.run(x)
-        return x
+            out = s.run(out)
+        return out
 
     def describe(self):
         copy = "copy" if self.buf is not None else "in place"
@@ -219,14 +241,15 @@ class FusedStep:
 def fused_kernel(stages):
     """A compiled function calling the kernels of ``stages`` in order on one array.
 
-    Returns -1 on success, or the index of the kernel that raised or returned an
-    array (an in-place kernel must always return None: the array would be lost).
+    Returns ``(-1, output)`` on success, or ``(index, placeholder)`` where ``index``
+    is the kernel that raised or, in place, returned an array (which would be lost).
     The function is generated as a small module in eegkit's cache folder, named by
     the content digests of the plugin files, so numba caches it on disk and a
     changed plugin never reuses stale machine code.
     """
     parts = [(module_name(s.code.manifest.name, s.code.spec.module), s.code.spec.process,
               s.code.digest, s.kernel is not None, len(s.state)) for s in stages]
+    parts.append(stages[-1].in_place)  # in place: the chain's output is x itself
     key = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
     with _FUSED_LOCK:
         fn = _FUSED.get(key)
@@ -239,17 +262,24 @@ def _load_fused(key, parts):
     """Write (once) and import the generated module of one fused chain."""
     lines = ["# generated by eegkit: one compiled call for a chain of in-place kernels",
              "import sys", "", "from eegkit._numba import jit", ""]
+    *kernels, last_in_place = parts
     params, body = [], []
-    for i, (module, function, digest, parallel, n) in enumerate(parts):
+    for i, (module, function, digest, parallel, n) in enumerate(kernels):
         lines.append(f"k{i} = jit(getattr(sys.modules[{module!r}].{function}, 'py_func', "
                      f"sys.modules[{module!r}].{function}), parallel={parallel})  # {digest}")
         args = [f"s{i}_{j}" for j in range(n)]
         params += args
-        body.append(f"        i = {i}\n        if k{i}(x{''.join(', ' + a for a in args)}) "
-                    f"is not None:\n            raise ValueError()")
-    lines += ["", "", f"def fused(x{''.join(', ' + p for p in params)}):", "    i = 0", "    try:",
-              *body, "    except Exception:", "        return i", "    return -1", "",
-              "", "fused = jit(fused)", ""]
+        call = f"k{i}(x{''.join(', ' + a for a in args)})"
+        if i == len(kernels) - 1 and not last_in_place:
+            body.append(f"        i = {i}\n        out = {call}")
+        else:
+            body.append(f"        i = {i}\n        if {call} is not None:\n"
+                        f"            raise ValueError()")
+    result = "x" if last_in_place else "out"
+    lines += ["", "", f"def fused(x{''.join(', ' + p for p in params)}, empty):",
+              "    # returns (-1, output), or (index of the kernel that failed, a placeholder)",
+              "    i = 0", "    try:", *body, "    except Exception:", "        return i, empty",
+              f"    return -1, {result}", "", "", "fused = jit(fused)", ""]
     folder = _numba.cache_root() / "fused"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"fused_{key}.py"

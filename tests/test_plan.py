@@ -36,7 +36,7 @@ def test_observed_and_tapped_stages_are_not_fused(eeg):
     p = chain()
     p.open(info)
     assert p.plan(None).describe() == ["bp (copy)", "notch (copy)", "car (copy)", "bands (copy)"]
-    assert p.plan(["notch", "bands"]).describe() == ["fused[bp, notch] (copy)", "car (copy)", "bands (in place)"]
+    assert p.plan(["notch", "bands"]).describe() == ["fused[bp, notch] (copy)", "fused[car, bands] (copy)"]
     seen = []
     p.tap("bp", lambda b, first: seen.append(b.shape))
     assert p.plan(["bands"]).describe()[0] == "bp (copy)"
