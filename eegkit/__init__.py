@@ -20,6 +20,7 @@ _LAZY = {
     "LSLSource": ".sources._lsl", "BrainFlowSource": ".sources._brainflow",
     "RecordSink": ".sinks._record", "LSLSink": ".sinks._lsl", "FeatureSink": ".sinks._features",
     "StreamView": "._widget", "batch": "._batch", "BatchSummary": "._batch",
+    "reload": "._reload", "watch": "._watch",
 }
 
 
@@ -49,7 +50,7 @@ __all__ = [
     "Pipeline", "Stage", "StreamInfo", "jit", "prange", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
-    "batch", "BatchSummary",
+    "batch", "BatchSummary", "reload", "watch",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
     "PipelineError", "StageError", "SourceError", "MissingExtraError", "__version__",
 ]
