@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import eegkit
+from eegkit._numba import jit_disabled
 from eegkit.plugin import PluginManager, package_dir
 
 FAULTS = Path(__file__).resolve().parent / "fixtures" / "faults"
@@ -22,6 +23,8 @@ MODES = ("plain", "fused", "offline")
 OBSERVED = ["car", "bands"]
 # faults.slow and faults.stall sleep in numba's object mode, which cannot release the GIL
 pytestmark = pytest.mark.filterwarnings("ignore:.*object mode")
+# fusion and numba typing exist only when kernels are compiled
+needs_jit = pytest.mark.skipif(jit_disabled(), reason="EEGKIT_DISABLE_JIT is set")
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +142,7 @@ def test_error_messages_name_stage_and_what_was_wrong(plugins, data):
             assert w in p["fault"].error, (fault, p["fault"].error)
 
 
+@needs_jit
 def test_fused_chain_is_really_used_until_the_fault(plugins, data):
     x, info = data
     p = build(plugins, "faults.raise_process", at=AT)
@@ -238,6 +242,7 @@ def test_non_finite_input_from_the_source_is_counted_on_the_first_stage(plugins,
     assert np.isnan(out["bp"][5, 40:]).all() and np.isfinite(out["bp"][:5]).all()
 
 
+@needs_jit
 @pytest.mark.parametrize("mode", ["plain", "fused"])
 def test_state_that_changes_shape_between_parameter_changes(plugins, data, reference, mode):
     def between(p, i):
@@ -254,6 +259,7 @@ def test_state_that_changes_shape_between_parameter_changes(plugins, data, refer
     assert_rest_correct(out, reference)
 
 
+@needs_jit
 @pytest.mark.parametrize("mode", MODES)
 def test_state_numba_cannot_type_disables_at_compile(plugins, data, reference, mode):
     p = build(plugins, "faults.state_shape", mode=2)
