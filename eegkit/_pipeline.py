@@ -71,7 +71,9 @@ class Pipeline:
                 self.source_spec = None
         elif isinstance(source, dict):
             self._source, self.source_spec = None, dict(source)
-            make_source(self.source_spec).close()  # validate now, not at run time
+            source = make_source(self.source_spec, connect=False)  # validate now
+            if source is not None:
+                source.close()
         else:
             raise PipelineError(f"source must be a Source or a spec dict, got {type(source).__name__}")
 

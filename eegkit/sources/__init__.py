@@ -36,10 +36,12 @@ def source_class(type_name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def make_source(spec: dict, where: str = "source") -> Source:
+def make_source(spec: dict, where: str = "source", connect: bool = True):
     """Build a source from ``{"type": ..., "params": {...}}``.
 
-    Unknown parameters are errors naming the source type and the allowed names.
+    Unknown parameters are errors naming the source type and the allowed names. With
+    ``connect=False`` a live source (LSL, boards) is only checked, not opened (so
+    loading a pipeline never waits for a stream), and None is returned for it.
     """
     if not isinstance(spec, dict):
         raise PipelineError(f"{where}: expected an object with 'type' and 'params', got {spec!r}")
@@ -61,6 +63,8 @@ def make_source(spec: dict, where: str = "source") -> Source:
             raise ParameterError(
                 f"{where}: unknown parameter {key!r} for source type '{spec['type']}'; "
                 f"allowed are {', '.join(allowed)}.{extra}")
+    if not connect and getattr(cls, "live", False):
+        return None
     try:
         return cls(**params)
     except ParameterError as exc:
