@@ -62,8 +62,11 @@ def compile_kernel(path, function: str, name: str, cache_dir=None):
     """Load ``path`` (see :func:`load_module`) and compile ``function`` as the host does.
 
     Returns ``(module, kernel)``; ``kernel`` is plain Python when ``EEGKIT_DISABLE_JIT`` is set.
+    The machine code is cached per module ``name`` (under ``cache_dir``, default eegkit's
+    cache folder): numba's cache entries remember the module name they were made under.
     """
-    with _numba.cache_dir(Path(cache_dir) if cache_dir else None):
+    root = Path(cache_dir) if cache_dir else _numba.cache_root() / "testing"
+    with _numba.cache_dir(root / name):
         module = load_module(path, name)
         kernel = _numba.jit(getattr(module, function))
     return module, kernel

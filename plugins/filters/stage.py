@@ -135,15 +135,15 @@ def process_sos(x, sos, zi, tile):
         return
     for g in prange(n_groups):  # long offline blocks: channel groups over the cores
         lo = g * GROUP
-        _cascade_rows(x, sos, zi, tile, lo, min(n_channels, lo + GROUP))
+        _cascade_rows(x, sos, zi, tile.shape[0], lo, min(n_channels, lo + GROUP))
 
 
 @jit
 def _cascade(x, sos, zi, tile):
     """The cascade over every channel (see :func:`process_sos`).
 
-    ``_cascade_rows`` over all rows gives the same numbers, but loops bounded by
-    ``range(n_channels)`` compile to tighter code: this runs every streaming chunk.
+    ``_cascade_rows`` over all rows gives the same numbers, but this one allocates
+    nothing and its loops compile to tighter code: it runs every streaming chunk.
     """
     n_channels, n_samples = x.shape
     n_sections = sos.shape[0]
@@ -172,16 +172,23 @@ def _cascade(x, sos, zi, tile):
 
 
 @jit
-def _cascade_rows(x, sos, zi, tile, lo, hi):
-    """The cascade over channels ``lo:hi`` only (their own columns of ``tile``)."""
+def _cascade_rows(x, sos, zi, n_tile, lo, hi):
+    """The cascade over channels ``lo:hi`` only, on scratch of its own: threads sharing
+    cache lines of one scratch buffer would slow each other down."""
     n_samples = x.shape[1]
     n_sections = sos.shape[0]
-    n_tile = tile.shape[0]
+    width = hi - lo
+    tile = np.empty((n_tile, width))
+    z = np.empty((n_sections, 2, width))
+    for s in range(n_sections):
+        for c in range(width):
+            z[s, 0, c] = zi[s, 0, lo + c]
+            z[s, 1, c] = zi[s, 1, lo + c]
     for t0 in range(0, n_samples, n_tile):
         m = min(n_tile, n_samples - t0)
-        for c in range(lo, hi):
+        for c in range(width):
             for i in range(m):
-                tile[i, c] = x[c, t0 + i]
+                tile[i, c] = x[lo + c, t0 + i]
         for i in range(m):
             for s in range(n_sections):
                 b0 = sos[s, 0]
@@ -189,15 +196,19 @@ def _cascade_rows(x, sos, zi, tile, lo, hi):
                 b2 = sos[s, 2]
                 a1 = sos[s, 4]
                 a2 = sos[s, 5]
-                for c in range(lo, hi):
+                for c in range(width):
                     v = tile[i, c]
-                    y = b0 * v + zi[s, 0, c]
-                    zi[s, 0, c] = b1 * v - a1 * y + zi[s, 1, c]
-                    zi[s, 1, c] = b2 * v - a2 * y
+                    y = b0 * v + z[s, 0, c]
+                    z[s, 0, c] = b1 * v - a1 * y + z[s, 1, c]
+                    z[s, 1, c] = b2 * v - a2 * y
                     tile[i, c] = y
-        for c in range(lo, hi):
+        for c in range(width):
             for i in range(m):
-                x[c, t0 + i] = tile[i, c]
+                x[lo + c, t0 + i] = tile[i, c]
+    for s in range(n_sections):
+        for c in range(width):
+            zi[s, 0, lo + c] = z[s, 0, c]
+            zi[s, 1, lo + c] = z[s, 1, c]
 
 
 def _state(sos, info):

@@ -10,9 +10,10 @@ import difflib
 
 import numpy as np
 
-from eegkit import ParameterError
+from eegkit import ParameterError, jit, prange
 
 TILE = 512  # samples per tile of the kernel's work row
+SPLIT_SAMPLES = 8192  # blocks this long are split into spans over the cores
 
 
 def setup_average(info):
@@ -89,10 +90,23 @@ def process_reref(x, targets, refs, work):
         Scratch row; its length is the tile size.
     """
     n_samples = x.shape[1]
+    if n_samples < SPLIT_SAMPLES:
+        _reref_span(x, targets, refs, work, 0, n_samples)
+        return
+    # long offline blocks: spans of samples over the cores, each with its own work row
+    for b in prange((n_samples + SPLIT_SAMPLES - 1) // SPLIT_SAMPLES):
+        start = b * SPLIT_SAMPLES
+        _reref_span(x, targets, refs, np.empty(work.shape[0]), start,
+                    min(n_samples, start + SPLIT_SAMPLES))
+
+
+@jit
+def _reref_span(x, targets, refs, work, start, stop):
+    """Re-reference samples ``start:stop`` tile by tile (see :func:`process_reref`)."""
     n_refs = refs.shape[0]
     tile = work.shape[0]
-    for t0 in range(0, n_samples, tile):
-        m = min(tile, n_samples - t0)
+    for t0 in range(start, stop, tile):
+        m = min(tile, stop - t0)
         # the whole mean is taken before any row changes: a reference row may be a target
         for t in range(m):
             work[t] = 0.0

@@ -177,3 +177,14 @@ def test_pipeline_unknown_reference_channel(manager):
     p.open(info())
     assert p["ref"].status == "disabled"
     assert "unknown channel 'A1' in 'ref_channels'; available channels are Fp1, Fz" in p["ref"].error
+
+
+def test_long_blocks_split_into_spans_match_numpy(stage):
+    x = eeg(seconds=3 * stage.SPLIT_SAMPLES / SFREQ)
+    state = stage.setup_average(info())
+    y = x.copy()
+    stage.kernel(y, *state)
+    expected = x.copy()
+    expected[:8] -= x[:8].mean(axis=0)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12 * np.abs(x).max())
+    assert np.array_equal(run_chunks(stage.kernel, x, stage.setup_average(info()), 32), y)
