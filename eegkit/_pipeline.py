@@ -54,6 +54,7 @@ class Pipeline:
         self._last_outputs = None
         self._parallel = False
         self.first_sample = 0
+        self.last_run = {}  # timing of the last run(): samples, setup_s, process_s
         from ._reload import track
 
         track(self)  # eegkit.reload() and the file watcher find live pipelines

@@ -30,6 +30,7 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
         total = want if total is None else min(total, want)
     if total is None:
         raise ParameterError(f"source '{source.type_name}' has no end; give a duration")
+    t_setup = time.perf_counter()
     pipeline.open(info)
     wanted = pipeline._wanted(outputs) if collect else []
     parts = {id: [] for id in wanted}
@@ -68,6 +69,8 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
             sink.close()
     if progress is not None:
         progress(done, total)
+    pipeline.last_run = {"samples": done, "setup_s": t0 - t_setup,
+                         "process_s": time.perf_counter() - t0}
     result = {}
     for id, p in parts.items():
         info_out = pipeline[id].out_info
