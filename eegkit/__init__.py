@@ -25,6 +25,7 @@ _LAZY = {
 
 
 def __getattr__(name):
+    """Lazy public names (see ``_LAZY``) and ``prange``."""
     if name == "prange":
         # a loop over independent items (channels): numba.prange, or range when jit is off
         from ._numba import prange_object
@@ -35,6 +36,11 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'eegkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 
