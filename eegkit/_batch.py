@@ -537,7 +537,7 @@ def throughput(n_recordings=8, seconds=60, n_channels=32, sfreq=500, workers=(1,
                 wall = time.perf_counter() - t0
             if summary.failed:
                 raise StageError(f"throughput: {summary.failed[0]['error']}")
-            runs.append({"workers": w, "wall_s": round(wall, 3),
+            runs.append({"workers": w, "wall_s": round(wall, 6),
                          "recordings_per_min": round(60.0 * n_recordings / wall, 2),
                          "samples_per_s": round(n_recordings * n / wall, 1)})
     return {"n_recordings": n_recordings, "seconds": seconds, "n_channels": n_channels,
