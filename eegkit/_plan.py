@@ -124,8 +124,10 @@ class Plan:
                 stage = group[0]
                 buf = None if private(stage) else Buffer(stage.in_info.n_channels,
                                                          stage.in_info.dtype)
+                # outputs nobody observes are checked where they surface downstream
+                seen = stage.id in observed or not consumers.get(stage.id)
                 self.steps.append(StageStep(stage, self.slots[stage.input], buf,
-                                            self.slots[stage.id], finite))
+                                            self.slots[stage.id], finite if seen else None))
             i += len(group)
 
     def run(self, x: np.ndarray) -> list:
@@ -162,7 +164,7 @@ class StageStep:
             x = self.buf.fill(x)
         stage = self.stage
         out = outs[self.slot] = stage.run(x)
-        if stage.status == "ok" and not self.finite(out):
+        if self.finite is not None and stage.status == "ok" and not self.finite(out):
             stage.saw_nonfinite(out)
         if stage.taps:
             stage.call_taps(out)
