@@ -81,7 +81,7 @@ class Stage:
         self.failed_at = None          # index of the first input sample of the failing chunk
         self.nonfinite_chunks = 0      # chunks whose output held NaN or inf
         self.first_nonfinite = None    # output sample index of the first such chunk
-        self._times = np.zeros(N_TIMINGS, dtype=np.int64)
+        self._times = [0] * N_TIMINGS  # a list: item assignment is cheaper than numpy's
         self._pending = None
         self._lock = threading.Lock()
         self._bypass = True
@@ -173,8 +173,9 @@ class Stage:
         calls = self.calls  # inlined count(): this runs once per stage per chunk
         self._times[calls % N_TIMINGS] = time.perf_counter_ns() - t0
         self.calls = calls + 1
-        self.samples_in += x.shape[1]
-        self.samples_out += out.shape[1]
+        n = x.shape[1]
+        self.samples_in += n
+        self.samples_out += n if out is x else out.shape[1]
         return out
 
     def count(self, n_in: int, n_out: int, elapsed_ns) -> None:
@@ -299,7 +300,7 @@ class Stage:
     def stats(self) -> dict:
         """Calls, samples, median and p99 kernel time per chunk (µs), health."""
         n = min(self.calls, N_TIMINGS)
-        times = self._times[:n] / 1e3
+        times = np.array(self._times[:n], dtype=np.float64) / 1e3
         timed = n and (not self.fused_with or self.fused_with[-1] == self.id)
         return {"id": self.id, "type": self.type, "status": self.status, "calls": self.calls,
                 "samples_in": self.samples_in, "samples_out": self.samples_out,
