@@ -8,8 +8,8 @@ from scipy import signal
 
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
-from eegkit._numba import cache_dir, is_compiled, jit
-from eegkit.testing import load_module, run_chunks, stream
+from eegkit._numba import is_compiled, jit
+from eegkit.testing import compile_kernel, load_module, run_chunks, stream
 
 STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
 SFREQ = 250.0
@@ -24,15 +24,9 @@ DESIGNS = {
 
 
 @pytest.fixture(scope="module")
-def stage(pytestconfig, tmp_path_factory):
+def stage():
     """The plugin module with ``process_sos`` compiled as the host compiles it."""
-    try:
-        where = pytestconfig.cache.mkdir("eegkit-numba")
-    except AttributeError:  # cache provider disabled
-        where = tmp_path_factory.mktemp("numba")
-    with cache_dir(Path(where)):
-        module = load_module(STAGE_FILE, "_eegkit_test_filters_stage")
-        module.kernel = jit(module.process_sos)
+    module, module.kernel = compile_kernel(STAGE_FILE, "process_sos", "_eegkit_test_filters_stage")
     return module
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
-from eegkit._numba import cache_dir, is_compiled, jit
-from eegkit.testing import load_module, run_chunks
+from eegkit._numba import is_compiled, jit
+from eegkit.testing import compile_kernel, load_module, run_chunks
 
 STAGE_FILE = Path(__file__).resolve().parent.parent / "stage.py"
 SFREQ = 250.0
@@ -18,15 +18,9 @@ CHUNKS = [1, 7, 32, [5, 1, 64, 13, 2, 100, 31, 3]]
 
 
 @pytest.fixture(scope="module")
-def stage(pytestconfig, tmp_path_factory):
+def stage():
     """The plugin module with ``process_reref`` compiled as the host compiles it."""
-    try:
-        where = pytestconfig.cache.mkdir("eegkit-numba")
-    except AttributeError:  # cache provider disabled
-        where = tmp_path_factory.mktemp("numba")
-    with cache_dir(Path(where)):
-        module = load_module(STAGE_FILE, "_eegkit_test_reref_stage")
-        module.kernel = jit(module.process_reref)
+    module, module.kernel = compile_kernel(STAGE_FILE, "process_reref", "_eegkit_test_reref_stage")
     return module
 
 
