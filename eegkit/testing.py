@@ -49,6 +49,27 @@ def stream(pipeline, info, x, sizes, outputs=None) -> dict:
     return {id: np.concatenate(p, axis=1) for id, p in parts.items()}
 
 
+def pull(source, n: int, timeout: float = 5.0, poll: float = 0.005):
+    """Read a live source until ``n`` samples came; return ``(data, timestamps)``.
+
+    Raises AssertionError when fewer arrived within ``timeout`` seconds.
+    """
+    import time
+
+    parts, stamps, got = [], [], 0
+    deadline = time.monotonic() + timeout
+    while got < n:
+        assert time.monotonic() < deadline, f"only {got} of {n} samples within {timeout} s"
+        block = source.read(n - got)
+        if block.shape[1]:
+            parts.append(block)
+            stamps.append(source.last_timestamps)
+            got += block.shape[1]
+        else:
+            time.sleep(poll)
+    return np.concatenate(parts, axis=1), np.concatenate(stamps)
+
+
 def load_module(path, name: str):
     """Import a plugin file under a stable module name (numba's cache re-imports by name)."""
     spec = importlib.util.spec_from_file_location(name, Path(path))
@@ -72,4 +93,5 @@ def compile_kernel(path, function: str, name: str, cache_dir=None):
     return module, kernel
 
 
-__all__ = ["CHUNK_SIZES", "chunks", "run_chunks", "stream", "load_module", "compile_kernel"]
+__all__ = ["CHUNK_SIZES", "chunks", "run_chunks", "stream", "pull", "load_module",
+           "compile_kernel"]

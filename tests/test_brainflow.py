@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -13,22 +12,9 @@ bf = pytest.importorskip("brainflow.board_shim")
 from eegkit import MissingExtraError, ParameterError, SourceError  # noqa: E402
 from eegkit.sources import make_source, parse_source_arg  # noqa: E402
 from eegkit.sources._brainflow import BrainFlowSource  # noqa: E402
+from eegkit.testing import pull  # noqa: E402
 
 
-def pull(src, n, timeout=10.0):
-    """Read until ``n`` samples came; return data and board timestamps."""
-    parts, stamps, got = [], [], 0
-    deadline = time.monotonic() + timeout
-    while got < n:
-        assert time.monotonic() < deadline, f"only {got} of {n} samples within {timeout} s"
-        block = src.read(n - got)
-        if block.shape[1]:
-            parts.append(block)
-            stamps.append(src.last_timestamps)
-            got += block.shape[1]
-        else:
-            time.sleep(0.01)
-    return np.concatenate(parts, axis=1), np.concatenate(stamps)
 
 
 def test_synthetic_board_gives_named_eeg_in_volts():
@@ -40,7 +26,7 @@ def test_synthetic_board_gives_named_eeg_in_volts():
         assert len(src.info.ch_names) == len(bf.BoardShim.get_eeg_channels(board)) == 16
         assert set(src.info.units) == {"V"}
         src.insert_marker(3)
-        data, stamps = pull(src, 500)  # 2 s
+        data, stamps = pull(src, 500, timeout=10.0)  # 2 s
         markers = src.markers()
     assert data.shape == (16, 500) and data.dtype == np.float64 and data.flags.c_contiguous
     # BrainFlow's synthetic EEG is tens to hundreds of µV: in volts it is well below 1 mV
@@ -52,7 +38,7 @@ def test_synthetic_board_gives_named_eeg_in_volts():
 def test_channel_subset_and_board_names():
     with BrainFlowSource(board_id="SYNTHETIC_BOARD", channels=["Oz", "Cz"]) as src:
         assert src.info.ch_names == ("Oz", "Cz")
-        data, _ = pull(src, 50)
+        data, _ = pull(src, 50, timeout=10.0)
         assert data.shape == (2, 50)
         assert src.to_spec() == {"type": "brainflow",
                                  "params": {"board_id": -1, "channels": ["Oz", "Cz"]}}

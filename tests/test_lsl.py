@@ -23,6 +23,7 @@ from eegkit import MissingExtraError, SourceError, StreamInfo  # noqa: E402
 from eegkit.sinks._lsl import LSLSink  # noqa: E402
 from eegkit.sources import make_source, parse_source_arg  # noqa: E402
 from eegkit.sources._lsl import LSLSource  # noqa: E402
+from eegkit.testing import pull  # noqa: E402
 
 SUBSECOND = importlib.resources.files("pyedflib") / "tests" / "data" / "test_subsecond.edf"
 
@@ -32,20 +33,6 @@ def unique(tag):
     return f"eegkit-test-{tag}-{uuid.uuid4().hex[:8]}"
 
 
-def pull(src, n, timeout=5.0):
-    """Read from a live source until ``n`` samples came (or fail after ``timeout``)."""
-    parts, stamps, got = [], [], 0
-    deadline = time.monotonic() + timeout
-    while got < n:
-        assert time.monotonic() < deadline, f"only {got} of {n} samples within {timeout} s"
-        block = src.read(n - got)
-        if block.shape[1]:
-            parts.append(block)
-            stamps.append(src.last_timestamps)
-            got += block.shape[1]
-        else:
-            time.sleep(0.005)
-    return np.concatenate(parts, axis=1), np.concatenate(stamps)
 
 
 def outlet(name, n_channels=2, sfreq=100.0, fmt="float32", labels=None):
