@@ -260,3 +260,24 @@ export function xAxis(ctx, th, box, x0, x1, fmt, nTicks) {
   ctx.strokeStyle = th.axis;
   ctx.beginPath(); ctx.moveTo(left, top + height + 0.5); ctx.lineTo(left + width, top + height + 0.5); ctx.stroke();
 }
+
+// Axis helper: value ticks with grid lines at Y(v), labels left of the box, and the
+// unit written vertically at the left edge.
+export function yAxis(ctx, th, box, ticks, Y, unit) {
+  ctx.textAlign = "right";
+  ctx.textBaseline = "middle";
+  for (const [v, label] of ticks) {
+    const y = Math.round(Y(v)) + 0.5;
+    ctx.strokeStyle = th.grid;
+    ctx.beginPath(); ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y); ctx.stroke();
+    ctx.fillStyle = th.muted;
+    ctx.fillText(label, box.left - 6, y);
+  }
+  ctx.save();
+  ctx.translate(10, box.top + box.height / 2);
+  ctx.rotate(-Math.PI / 2);
+  ctx.textAlign = "center";
+  ctx.fillStyle = th.faint;
+  ctx.fillText(unit, 0, 0);
+  ctx.restore();
+}

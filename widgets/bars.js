@@ -1,7 +1,7 @@
 // Bars: features per channel (e.g. band powers), grouped by channel, one colour
 // per axis item (band), linear or log value axis.
 // Frames: layout "latest", channels x items.
-import { attachStream, mountView, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, displayUnit } from "./_common.js";
+import { attachStream, mountView, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, displayUnit, yAxis } from "./_common.js";
 
 const BAND_COLORS = {
   delta: ["#5c6bc0", "#9fa8da"], theta: ["#26a69a", "#80cbc4"], alpha: ["#66bb6a", "#a5d6a7"],
@@ -58,22 +58,7 @@ function draw(ctx, frame, { w, h }, th, view) {
   const box = { left: labelW + 14, top: 6 + legendH, width: Math.max(10, w - labelW - 22), height: Math.max(10, h - 30 - legendH) };
   const Y = (v) => box.top + box.height * (1 - (v - y0) / (y1 - y0));
 
-  ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
-  for (const [v, label] of ticks) {
-    const y = Math.round(Y(v)) + 0.5;
-    ctx.strokeStyle = th.grid;
-    ctx.beginPath(); ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y); ctx.stroke();
-    ctx.fillStyle = th.muted;
-    ctx.fillText(label, box.left - 6, y);
-  }
-  ctx.save();
-  ctx.translate(10, box.top + box.height / 2);
-  ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = "center";
-  ctx.fillStyle = th.faint;
-  ctx.fillText(unit, 0, 0);
-  ctx.restore();
+  yAxis(ctx, th, box, ticks, Y, unit);
 
   // groups of bars
   const gw = box.width / nch;

@@ -1,7 +1,7 @@
 // Spectrum: power spectral density per channel (thin coloured lines) and their
 // mean (bold), log or linear value axis, frequency axis in Hz.
 // Frames: layout "latest", channels x bins (bins averaged by `step` when decimated).
-import { attachStream, mountView, niceUp, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, xAxis, displayUnit } from "./_common.js";
+import { attachStream, mountView, niceUp, tickStep, stickyRange, seriesColor, fmtNumber, fmtPow10, xAxis, yAxis, displayUnit } from "./_common.js";
 
 function frequencies(info, nbin, step) {
   const f = info.axis_values || [];
@@ -66,8 +66,6 @@ function draw(ctx, frame, { w, h }, th, view) {
   const Y = (v) => box.top + box.height * (1 - (ty(v) - y0) / (y1 - y0));
 
   // value axis: decades (log) or 1-2-5 ticks (linear)
-  ctx.textAlign = "right";
-  ctx.textBaseline = "middle";
   const ticks = [];
   if (log) {
     const every = Math.ceil((y1 - y0) / Math.max(2, box.height / 28));
@@ -76,20 +74,7 @@ function draw(ctx, frame, { w, h }, th, view) {
     const step = tickStep(y1 - y0, Math.max(2, box.height / 40));
     for (let v = 0; v <= y1 + 1e-9 * step; v += step) ticks.push([v, fmtNumber(v)]);
   }
-  for (const [v, label] of ticks) {
-    const y = Math.round(Y(v)) + 0.5;
-    ctx.strokeStyle = th.grid;
-    ctx.beginPath(); ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y); ctx.stroke();
-    ctx.fillStyle = th.muted;
-    ctx.fillText(label, box.left - 6, y);
-  }
-  ctx.save();
-  ctx.translate(10, box.top + box.height / 2);
-  ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = "center";
-  ctx.fillStyle = th.faint;
-  ctx.fillText(unit, 0, 0);
-  ctx.restore();
+  yAxis(ctx, th, box, ticks, Y, unit);
 
   const f0 = freqs[0], f1 = freqs[nbin - 1] > f0 ? freqs[nbin - 1] : f0 + 1;
   xAxis(ctx, th, box, f0, f1, (v) => fmtNumber(v), Math.max(2, Math.floor(box.width / 70)));
