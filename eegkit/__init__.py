@@ -8,8 +8,8 @@ from ._errors import (ApiVersionError, EegkitError, ManifestError, MissingExtraE
                       ParameterError, PipelineError, PluginLoadError, SourceError, StageError)
 from ._info import StreamInfo
 from ._numba import jit
-from ._pipeline import Pipeline
-from ._stage import Stage
+from .runtime._pipeline import Pipeline
+from .runtime._stage import Stage
 from .plugin import PluginManager, PluginRecord, list_plugins
 from .sinks import Sink
 from .sources import ArraySource, Source, make_source
@@ -47,7 +47,7 @@ __version__ = "0.1.0"
 
 def load_ipython_extension(ipython):
     """``%load_ext eegkit``: register the ``%eegkit`` and ``%%eegkit_stage`` magics."""
-    from ._magics import load_ipython_extension as load
+    from .notebook._magics import load_ipython_extension as load
 
     load(ipython)
 

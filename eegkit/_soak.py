@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._pipeline import Pipeline
+from .runtime._pipeline import Pipeline
 from .plugin import PluginManager, package_dir
 
 OBSERVED = ("car", "bands")

@@ -20,9 +20,9 @@ pytest.importorskip("dask.distributed")
 mne = pytest.importorskip("mne")
 
 from eegkit import Pipeline  # noqa: E402
-from eegkit._batch import (_completed, _job_template, batch, recording_names,  # noqa: E402
+from eegkit.batching._client import (_completed, _job_template, batch, recording_names,  # noqa: E402
                            resolve_inputs, throughput)
-from eegkit._batch_task import NpyWriter  # noqa: E402
+from eegkit.batching._worker import NpyWriter  # noqa: E402
 from eegkit._errors import ParameterError, StageError  # noqa: E402
 from eegkit.cli import main as cli_main  # noqa: E402
 from eegkit.plugin import PluginManager, package_dir  # noqa: E402

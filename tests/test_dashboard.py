@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import eegkit
-from eegkit._dashboard import Dashboard, dashboard_for, in_kernel
+from eegkit.notebook._dashboard import Dashboard, dashboard_for, in_kernel
 from eegkit.plugin import PluginManager, package_dir
 
 SFREQ = 250.0

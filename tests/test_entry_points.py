@@ -195,7 +195,7 @@ def test_an_installed_plugin_hot_reloads(installed, tmp_path, monkeypatch):
     import time
 
     from eegkit import Pipeline
-    from eegkit._watch import Watcher
+    from eegkit.live._watch import Watcher
     from eegkit.plugin import PluginManager
 
     site = tmp_path / "site"

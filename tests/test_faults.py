@@ -319,7 +319,7 @@ def test_fault_in_a_background_run(plugins, data, reference):
     assert np.array_equal(np.concatenate(kept, axis=1), reference["bands"])
 
 
-# -- isolated stages (eegkit._isolate): crashes and missed deadlines ---------------------
+# -- isolated stages (eegkit.runtime._isolate): crashes and missed deadlines ---------------------
 posix = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="isolation needs POSIX")
 
 

@@ -91,7 +91,7 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
     st.sampled_from(["", "source", "bp", "filters.bandpass", "../../etc/passwd", "os.system",
-                     "__import__('os').system('touch pwned')", "eegkit._isolate", "\x00",
+                     "__import__('os').system('touch pwned')", "eegkit.runtime._isolate", "\x00",
                      "\ud800", "é" * 300, "a" * 5000, "/dev/zero", "synthetic", "file", "npz"]),
 )
 values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=4)

@@ -12,7 +12,7 @@ import pytest
 
 import eegkit
 from eegkit import Pipeline, StreamInfo
-from eegkit._isolate import IsolatedCode, overhead
+from eegkit.runtime._isolate import IsolatedCode, overhead
 from eegkit.plugin import PluginManager, package_dir
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process isolation needs POSIX")

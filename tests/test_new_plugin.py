@@ -12,7 +12,7 @@ import pytest
 from scipy import signal
 
 from eegkit import ParameterError, Pipeline, StreamInfo
-from eegkit._scaffold import new_plugin
+from eegkit.plugin._scaffold import new_plugin
 from eegkit.plugin import PluginManager, read_manifest
 
 
@@ -52,7 +52,7 @@ def test_new_plugin_with_ui_and_path(tmp_path, cache_env):
     env = dict(cache_env, EEGKIT_PLUGINS_PATH=str(where))
     checked = eegkit_cli("plugins", "check", "viewed", "--no-tests", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    from eegkit._widget import StreamView
+    from eegkit.notebook._widget import StreamView
 
     view = StreamView(StreamInfo(250.0, ["Cz"]), view=str(manifest.ui_bundle))
     assert "export default" in view._esm

@@ -356,7 +356,7 @@ def test_an_isolated_stage_reloads_into_a_new_child_and_keeps_its_state(setup_li
 def test_a_ui_bundle_edit_refreshes_its_view(tmp_path, monkeypatch, setup_live):
     """anywidget re-reads an ``_esm`` file path when ANYWIDGET_HMR=1; the watcher reports it."""
     monkeypatch.setenv("ANYWIDGET_HMR", "1")
-    from eegkit._widget import StreamView
+    from eegkit.notebook._widget import StreamView
 
     root, p = setup_live
     bundle = root / "live" / "ui" / "bundle.js"

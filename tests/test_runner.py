@@ -10,7 +10,7 @@ import pytest
 
 import eegkit
 from eegkit import ArraySource, ParameterError, PipelineError, Source, StreamInfo
-from eegkit._runner import Runner, active
+from eegkit.runtime._runner import Runner, active
 
 SFREQ = 250.0
 

@@ -198,7 +198,7 @@ def test_view_bundle_serves_only_files_beside_it(tmp_path, outside):
     """The dashboard inlines a bundle's ``import {..} from './x.js'``: a helper that is
     a symlink out of the bundle's folder is refused, not served."""
     pytest.importorskip("anywidget")
-    from eegkit._widget import StreamView
+    from eegkit.notebook._widget import StreamView
 
     folder = plugin(tmp_path / "plugins")
     (folder / "ui" / "bundle.js").write_text(
@@ -249,7 +249,7 @@ def test_group_writable_is_not_reported(tmp_path):
 def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_path):
     """Isolation limits crashes, not malice: the child is a plain interpreter of the same
     user. What it cannot do is change the parent's objects: it sees only the blocks."""
-    pytest.importorskip("eegkit._isolate")
+    pytest.importorskip("eegkit.runtime._isolate")
     folder = tmp_path / "plugins" / "snoop"
     folder.mkdir(parents=True)
     (folder / "plugin.toml").write_text(

@@ -14,7 +14,7 @@ import pytest
 
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
-from eegkit._widget import MAX_UNACKED, SocketComm, StreamView, frame_cost, widgets_dir
+from eegkit.notebook._widget import MAX_UNACKED, SocketComm, StreamView, frame_cost, widgets_dir
 
 
 def names(n):

@@ -1,6 +1,6 @@
 // Shared parts of eegkit's built-in views: the frame protocol, the view shell
 // (header, canvas, status banner), theme colours and number formatting.
-// eegkit._widget inlines this file into each view (anywidget loads a view from
+// eegkit.notebook._widget inlines this file into each view (anywidget loads a view from
 // text, so the browser cannot resolve a relative import itself).
 
 // Per-model state, keyed by the `stream_id` trait: anywidget hands `initialize` and

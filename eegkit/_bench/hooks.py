@@ -1,7 +1,7 @@
 """Measurements other parts of eegkit offer, run when present, else reported "n/a".
 
 A module offering a measurement names it as in ``HOOKS`` and returns a JSON-able
-dict (or number); e.g. ``eegkit._reload.latency(n_channels=64, chunk=32, quick=False)``.
+dict (or number); e.g. ``eegkit.live._reload.latency(n_channels=64, chunk=32, quick=False)``.
 Each hook runs in its own child process (with a time limit), so a hook that starts
 workers, sockets or threads cannot disturb the rest of the benchmark. Keyword
 arguments are offered by name and passed only when the function takes them.
@@ -18,11 +18,11 @@ from .coldstart import child_env
 
 # name → (module, candidate function names)
 HOOKS = {
-    "widget frame cost": ("eegkit._widget", ("frame_cost",)),
-    "isolation overhead": ("eegkit._isolate", ("overhead",)),
-    "hot-reload latency": ("eegkit._reload", ("latency", "reload_latency", "measure_latency",
+    "widget frame cost": ("eegkit.notebook._widget", ("frame_cost",)),
+    "isolation overhead": ("eegkit.runtime._isolate", ("overhead",)),
+    "hot-reload latency": ("eegkit.live._reload", ("latency", "reload_latency", "measure_latency",
                                                "benchmark", "measure")),
-    "batch throughput": ("eegkit._batch", ("throughput",)),
+    "batch throughput": ("eegkit.batching._client", ("throughput",)),
 }
 
 CHILD = r"""

@@ -43,7 +43,7 @@ def add_parser(sub):
 def main(args) -> int:
     import logging
 
-    from .._batch import batch
+    from ..batching._client import batch
 
     if not args.verbose:
         from .._optional import require

@@ -16,7 +16,7 @@ def add_parser(sub):
 
 
 def main(args) -> int:
-    from .._scaffold import new_plugin
+    from ..plugin._scaffold import new_plugin
 
     folder = new_plugin(args.name, args.path, ui=args.ui)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

@@ -191,11 +191,9 @@ def _close(pipe):
 
 def subprocess_env(extra_paths=()) -> dict:
     """Environment for child Python processes: this eegkit first on PYTHONPATH."""
-    env = dict(os.environ)
-    here = str(Path(__file__).resolve().parent.parent.parent)
-    parts = [here, *map(str, extra_paths)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
-    return env
+    from .._paths import child_env
+
+    return child_env(extra_paths)
 
 
 def _run_tests(rec, tests: Path):
@@ -268,7 +266,7 @@ def build_plugin(manager, rec, force: bool = False) -> dict:
     """Compile every stage of one plugin into the numba cache (float64 and float32)."""
     import shutil
 
-    from .._stage import Stage
+    from ..runtime._stage import Stage
     from ..plugin._loader import cache_dir, load_stage_code, plugin_digest
 
     m = rec.manifest
@@ -311,7 +309,7 @@ def load_probe(names) -> dict:
     t0 = time.perf_counter()
     import numba  # noqa: F401 - its import is part of the first kernel's cost, reported apart
 
-    from .._stage import Stage
+    from ..runtime._stage import Stage
     from ..plugin import PluginManager
     from ..plugin._loader import load_stage_code
 

@@ -52,7 +52,7 @@ def main(args) -> int:
     progress = None if args.quiet else _progress(info.sfreq, t0)
     watcher = None
     if args.watch:
-        from .._watch import Watcher, describe_event
+        from ..live._watch import Watcher, describe_event
 
         watcher = Watcher(pipelines=[pipeline],
                           on_event=lambda e: print(describe_event(e), file=sys.stderr, flush=True))

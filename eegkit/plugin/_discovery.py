@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ApiVersionError, ManifestError
+from .._paths import package_dir
 from ._manifest import MANIFEST, Manifest, check_api, read_manifest
 
 ENTRY_POINT_GROUP = "eegkit.plugins"
@@ -49,16 +50,6 @@ class PluginRecord:
                 "description": m.description if m else "",
                 "ui_bundle": str(m.ui_bundle) if m and m.ui_bundle else None,
                 "stages": [s.to_dict() for s in m.stages] if m else []}
-
-
-def package_dir(name: str) -> Path | None:
-    """Folder of bundled files (``plugins`` or ``widgets``): inside the installed
-    package, or beside the package in a source checkout."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "_bundled" / name, here.parent / name):
-        if candidate.is_dir():
-            return candidate
-    return None
 
 
 def default_paths() -> list:

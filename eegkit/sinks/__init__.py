@@ -29,7 +29,7 @@ class Sink:
 
     type_name = "?"
     #: True for sinks that must never skip data (a recording): a background run then
-    #: stops with an error instead of dropping a chunk (see eegkit._runner)
+    #: stops with an error instead of dropping a chunk (see eegkit.runtime._runner)
     lossless = False
 
     def open(self, info: StreamInfo) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import signal
 from IPython.display import display
 from eegkit._info import StreamInfo
-from eegkit._widget import StreamView
+from eegkit.notebook._widget import StreamView
 
 CH = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
       "P7", "P3", "Pz", "P4", "P8", "O1", "O2"]

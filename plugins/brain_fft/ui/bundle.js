@@ -2,7 +2,7 @@
 // Bars: each band's share of the total power, averaged over channels, with the
 // band's name and Hz range. Heat strip: the same share for every channel.
 //
-// Speaks eegkit's frame protocol (see eegkit/_widget.py): frames arrive as custom
+// Speaks eegkit's frame protocol (see eegkit/notebook/_widget.py): frames arrive as custom
 // messages {type: "frame", seq, shape: [channels, bands], ...} with one float32
 // buffer; the view acks each frame it draws and draws at most once per animation frame.
 

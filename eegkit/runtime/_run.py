@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from ._errors import ParameterError
-from .sinks import make_sink
+from .._errors import ParameterError
+from ..sinks import make_sink
 
 PROGRESS_EVERY = 0.5
 

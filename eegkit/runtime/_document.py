@@ -12,8 +12,8 @@ import reprlib
 import warnings
 from pathlib import Path
 
-from ._errors import ParameterError, PipelineError
-from .plugin import default_manager, validate_params
+from .._errors import ParameterError, PipelineError
+from ..plugin import default_manager, validate_params
 
 FORMAT = 1
 TOP_KEYS = ("eegkit_pipeline", "name", "description", "source", "stages", "sinks")
@@ -112,7 +112,7 @@ def validate(doc, plugins=None, where: str = "pipeline") -> list:
             raise PipelineError(f"{where}: \"{key}\" must be a string, got {_kind(doc[key])}")
     source = doc.get("source")
     if source is not None:
-        from .sources import source_class
+        from ..sources import source_class
 
         if not isinstance(source, dict) or not isinstance(source.get("type"), str):
             raise PipelineError(f"{where}: source: expected {{\"type\": ..., \"params\": {{...}}}}, "
@@ -195,7 +195,7 @@ def _version_tuple(text):
 
 
 def _validate_sink(sink, i, ids, where):
-    from .sinks import sink_class
+    from ..sinks import sink_class
 
     label = f"{where}: sinks[{i}]"
     if not isinstance(sink, dict):

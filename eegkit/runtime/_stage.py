@@ -9,9 +9,9 @@ import traceback
 
 import numpy as np
 
-from ._errors import ParameterError, StageError
-from ._info import StreamInfo
-from .plugin import validate_params
+from .._errors import ParameterError, StageError
+from .._info import StreamInfo
+from ..plugin import validate_params
 
 log = logging.getLogger("eegkit")
 N_TIMINGS = 2048
@@ -74,7 +74,7 @@ class Stage:
         self.in_place = False    # process returned None on warm-up (may be fused)
         self.fused_with = ()     # ids of the fused chain this stage runs in, if any
         self.kernel = None       # set while a multi-threaded build runs offline blocks
-        self.isolation = getattr(code, "isolation", "none")  # "process": see eegkit._isolate
+        self.isolation = getattr(code, "isolation", "none")  # "process": see eegkit.runtime._isolate
         self.calls = 0
         self.samples_in = 0
         self.samples_out = 0

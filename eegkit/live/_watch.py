@@ -1,4 +1,4 @@
-"""Watch plugin folders with ``watchfiles`` and hot-reload what changes (see ``eegkit._reload``).
+"""Watch plugin folders with ``watchfiles`` and hot-reload what changes (see ``eegkit.live._reload``).
 
 ``Pipeline.watch()`` watches for one pipeline, :func:`watch` for every live pipeline of
 a plugin manager, and ``eegkit run --watch`` for a headless run.
@@ -15,8 +15,8 @@ from collections import deque
 from pathlib import Path
 
 from ._reload import _PIPELINES, reload_pipeline
-from ._stage import log_error
-from .plugin._discovery import MANIFEST, default_paths
+from ..runtime._stage import log_error
+from ..plugin._discovery import MANIFEST, default_paths
 
 log = logging.getLogger("eegkit")
 _CODE_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
@@ -51,7 +51,7 @@ class Watcher:
     """
 
     def __init__(self, pipelines=None, plugins=None, on_event=None, step_ms: int = 50):
-        from .plugin import default_manager
+        from ..plugin import default_manager
 
         pipelines = None if pipelines is None else list(pipelines)
         self.plugins = plugins or (pipelines[0].plugins if pipelines else default_manager())
@@ -69,7 +69,7 @@ class Watcher:
     # -- control ---------------------------------------------------------------------------
     def start(self) -> "Watcher":
         """Start watching in a background thread; returns once the watch is in place."""
-        from ._optional import require
+        from .._optional import require
 
         require("watchfiles", "watch", "hot reload")
         os.environ.setdefault("ANYWIDGET_HMR", "1")  # plugin views follow their ui/bundle.js

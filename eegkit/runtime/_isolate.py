@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import ParameterError, StageError
+from .._errors import ParameterError, StageError
+from .._paths import child_env
 
 ISOLATION = ("none", "process")
 DEFAULT_TIMEOUT = 1.0    # s per chunk; EEGKIT_ISOLATION_TIMEOUT overrides
@@ -98,7 +99,7 @@ class IsolatedCode:
     isolation = "process"
 
     def __init__(self, manifest, spec, timeout=None, setup_timeout: float = SETUP_TIMEOUT):
-        from .plugin._loader import plugin_digest
+        from ..plugin._loader import plugin_digest
 
         if os.name != "posix":
             raise ParameterError(f"stage type '{spec.type}': isolation='process' needs a POSIX "
@@ -160,11 +161,8 @@ class _Child:
     def __init__(self, manifest, spec):
         self.where = f"isolated stage type '{spec.type}'"
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        pkg_parent = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in
-                                             env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        code = (f"from eegkit._isolate import child_main; "
+        env = child_env()
+        code = (f"from eegkit.runtime._isolate import child_main; "
                 f"child_main({theirs.fileno()}, {os.getpid()})")
         try:
             self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
@@ -398,7 +396,7 @@ class _Server:
     def control(self, op, arg, payload):
         if op == OP_SETUP and arg == -1:
             sys.path[:0] = [p for p in payload["sys_path"] if p not in sys.path]
-            from .plugin._loader import load_stage_code
+            from ..plugin._loader import load_stage_code
 
             self.code = load_stage_code(payload["manifest"], payload["spec"])
             return None
@@ -484,9 +482,9 @@ def overhead(n_channels: int = 64, chunk: int = 32, n: int = 2000, dtype: str = 
         ``isolated_p99_us``, ``overhead_median_us`` (isolated minus in-process),
         ``child_start_s`` (start, import and compile of the child), and the inputs.
     """
-    from ._info import StreamInfo
+    from .._info import StreamInfo
     from ._pipeline import Pipeline
-    from .plugin import PluginManager
+    from ..plugin import PluginManager
 
     root = Path(tempfile.gettempdir()) / f"eegkit-isolation-probe-{os.getuid()}"
     folder = root / "isolation_probe"

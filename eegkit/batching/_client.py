@@ -35,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._batch_task import BATCH_FORMAT, _input_signature, _one_line, _row, run_recording
-from ._errors import ParameterError, PipelineError, StageError
+from ._worker import BATCH_FORMAT, _input_signature, _one_line, _row, run_recording
+from .._errors import ParameterError, PipelineError, StageError
+from .._paths import child_env
 
 BLOCK = 65536
 RECORDING_EXTS = (".edf", ".bdf", ".gdf", ".fif", ".fif.gz", ".vhdr", ".set", ".cnt")
@@ -74,7 +75,7 @@ class BatchSummary(list):
 
     def to_pandas(self):
         """The rows as a ``pandas.DataFrame`` (needs pandas)."""
-        from ._optional import require
+        from .._optional import require
 
         return require("pandas", "batch", "BatchSummary.to_pandas").DataFrame(list(self))
 
@@ -168,7 +169,7 @@ def batch(pipeline, inputs, out="eegkit-batch", scheduler=None, workers=None, re
 
 def load_pipeline(pipeline):
     """A Pipeline from a Pipeline, a document dict, or a JSON path/text."""
-    from ._pipeline import Pipeline
+    from ..runtime._pipeline import Pipeline
 
     if isinstance(pipeline, Pipeline):
         return pipeline
@@ -334,7 +335,7 @@ def plugin_bundle(pipe) -> dict:
 # -- client side: cluster, submission, progress ---------------------------------------------
 def _run_jobs(jobs, template, scheduler, workers, retries, say):
     """Submit every job, collect rows as they finish (failures become rows)."""
-    from ._optional import require
+    from .._optional import require
 
     require("dask.distributed", "batch", "eegkit batch")
     from dask.distributed import as_completed
@@ -383,9 +384,7 @@ def _connect(scheduler, workers, retries, n_jobs):
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ParameterError(f"batch: workers must be a positive integer, got {workers!r}")
     n = workers or max(1, min(os.cpu_count() or 1, n_jobs))
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {"PYTHONPATH": os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "")
-                                                   .split(os.pathsep) if p and p != root])}
+    env = {"PYTHONPATH": child_env()["PYTHONPATH"]}
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env)
@@ -506,7 +505,7 @@ def throughput(n_recordings=8, seconds=60, n_channels=32, sfreq=500, workers=(1,
     from dask.distributed import Client, LocalCluster
 
     if pipeline is None:
-        from ._pipeline import Pipeline
+        from ..runtime._pipeline import Pipeline
 
         pipeline = Pipeline()
         pipeline.add("filters.bandpass", id="bp", low=1.0, high=40.0)
@@ -525,8 +524,7 @@ def throughput(n_recordings=8, seconds=60, n_channels=32, sfreq=500, workers=(1,
             mne.io.RawArray(rng.standard_normal((n_channels, n)) * 1e-5, info,
                             verbose="error").save(path, verbose="error")
             files.append(path)
-        env = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                              os.environ.get("PYTHONPATH", "")])}
+        env = {"PYTHONPATH": child_env()["PYTHONPATH"]}
         for w in workers:
             with LocalCluster(n_workers=w, threads_per_worker=1, processes=True, host="127.0.0.1",
                               dashboard_address="127.0.0.1:0", env=env) as cluster, Client(cluster) as client:

@@ -1,6 +1,6 @@
 """Batch, on the worker: one recording through a pipeline into streamed ``.npy`` files.
 
-Run as a Dask task by :func:`eegkit._batch.batch`. Each worker process keeps the
+Run as a Dask task by :func:`eegkit.batching._client.batch`. Each worker process keeps the
 pipelines it built (one per pipeline hash and plugin access) and reuses them for
 later recordings; ``Pipeline.open`` resets their state for each file.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import ParameterError, PipelineError, StageError
+from .._errors import ParameterError, PipelineError, StageError
 
 BATCH_FORMAT = 1
 NPY_HEADER = 128  # fixed, so the final shape can be written over the first one
@@ -66,8 +66,8 @@ def run_recording(job, bundle=None) -> dict:
 
 def _checkout(job, bundle):
     """A pipeline for this job from the process's pool, or a new one."""
-    from ._pipeline import Pipeline
-    from .plugin import PluginManager
+    from ..runtime._pipeline import Pipeline
+    from ..plugin import PluginManager
 
     if bundle is not None:
         access = ("bundle", str(_bundle_dir(bundle)))
@@ -131,7 +131,7 @@ def _bundle_dir(bundle):
 
 def _process_file(pipe, job, tmp):
     """Stream one file through the pipeline into ``tmp``; return the metadata."""
-    from .sources._file import FileSource
+    from ..sources._file import FileSource
 
     path = job["path"]
     src = FileSource(path)
@@ -165,7 +165,7 @@ def _process_file(pipe, job, tmp):
         writer = csv.writer(f)
         writer.writerow(("sample", "description"))
         writer.writerows(markers)
-    from . import __version__
+    from .. import __version__
 
     return {"eegkit_batch": BATCH_FORMAT, "recording": str(path), "input": signature,
             "pipeline_hash": job["hash"], "pipeline": job["doc"], "eegkit_version": __version__,

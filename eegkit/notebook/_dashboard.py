@@ -11,7 +11,7 @@ import threading
 
 import ipywidgets as w
 
-from ._errors import EegkitError, ParameterError
+from .._errors import EegkitError, ParameterError
 
 log = logging.getLogger("eegkit")
 VIEW_BY_KIND = {"timeseries": "scope", "spectrum": "spectrum", "features": "bars"}

@@ -6,12 +6,12 @@ import threading
 
 import numpy as np
 
-from ._errors import ParameterError, PipelineError
-from ._info import StreamInfo
+from .._errors import ParameterError, PipelineError
+from .._info import StreamInfo
 from ._plan import Plan
 from ._stage import Stage
-from .plugin import default_manager
-from .sources import Source, make_source
+from ..plugin import default_manager
+from ..sources import Source, make_source
 
 SOURCE_ID = "source"
 OFFLINE_BLOCK = 65536
@@ -55,7 +55,7 @@ class Pipeline:
         self._parallel = False
         self.first_sample = 0
         self.last_run = {}  # timing of the last run(): samples, setup_s, process_s
-        from ._reload import track
+        from ..live._reload import track
 
         track(self)  # eegkit.reload() and the file watcher find live pipelines
 
@@ -101,7 +101,7 @@ class Pipeline:
             Id of an earlier stage, or ``"source"``. Default: the last stage added.
         isolation : {"none", "process"}, optional
             ``"process"`` runs the stage in a child process fed through shared memory,
-            so a crash or a hang disables only this stage (see ``eegkit._isolate``).
+            so a crash or a hang disables only this stage (see ``eegkit.runtime._isolate``).
             Default: the plugin manifest's choice for that stage.
         isolation_timeout : float, optional
             Per-chunk deadline in seconds of an isolated stage (default 1 s).
@@ -146,7 +146,7 @@ class Pipeline:
     def add_sink(self, type: str, input: str, **params) -> None:
         """Send the output of stage ``input`` (or ``"source"``) to a sink while running
         (:meth:`run`, ``eegkit run``). Types: npz, record, lsl, features."""
-        from .sinks import make_sink
+        from ..sinks import make_sink
 
         self._check_input(input, f"sink '{type}'")
         make_sink(type, params, f"sink '{type}' on '{input}'")  # validate now
@@ -215,7 +215,7 @@ class Pipeline:
     def plan(self, outputs=None):
         """The execution plan keeping ``outputs`` (stage ids; None = every stage) intact.
 
-        Stages nobody observes may be fused or run in place (see ``eegkit._plan``).
+        Stages nobody observes may be fused or run in place (see ``eegkit.runtime._plan``).
         """
         key = (None if outputs is None else frozenset(outputs), self._parallel)
         plan = self._plans.get(key)
@@ -422,7 +422,7 @@ class Pipeline:
     def start(self, **options):
         """Run from the source in a background thread (the notebook stays usable).
 
-        Options are those of ``eegkit._runner.Runner`` (``chunk``, ``realtime``, ...).
+        Options are those of ``eegkit.runtime._runner.Runner`` (``chunk``, ``realtime``, ...).
         """
         from ._runner import start
 
@@ -439,13 +439,13 @@ class Pipeline:
 
         The same dashboard is returned while the stages stay the same.
         """
-        from ._dashboard import dashboard_for
+        from ..notebook._dashboard import dashboard_for
 
         return dashboard_for(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         """In a notebook kernel the pipeline shows as its dashboard; elsewhere as text."""
-        from ._dashboard import in_kernel
+        from ..notebook._dashboard import in_kernel
 
         if not in_kernel():
             return {"text/plain": repr(self)}
@@ -454,15 +454,15 @@ class Pipeline:
     def reload(self, plugin: str | None = None) -> list:
         """Re-import the code of this pipeline's stages (of ``plugin``, or all) and swap
         it in between two chunks; a disabled stage comes back if its new code works.
-        Returns one ``eegkit._reload.ReloadResult`` per stage (see that module)."""
-        from ._reload import reload_pipeline
+        Returns one ``eegkit.live._reload.ReloadResult`` per stage (see that module)."""
+        from ..live._reload import reload_pipeline
 
         return reload_pipeline(self, plugin)
 
     def watch(self, enable: bool = True):
         """Hot reload: watch the plugin folders and reload edited plugins while this
-        pipeline runs. Returns the ``eegkit._watch.Watcher`` (None when disabling)."""
-        from ._watch import watch_pipeline
+        pipeline runs. Returns the ``eegkit.live._watch.Watcher`` (None when disabling)."""
+        from ..live._watch import watch_pipeline
 
         return watch_pipeline(self, enable)
 
@@ -482,27 +482,27 @@ class Pipeline:
     # -- JSON --------------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The pipeline as a JSON-able document (see :meth:`to_json`)."""
-        from ._json import pipeline_to_dict
+        from ._document import pipeline_to_dict
 
         return pipeline_to_dict(self)
 
     def to_json(self, path=None) -> str:
         """Write the pipeline as JSON (to ``path`` when given); return the text."""
-        from ._json import dump
+        from ._document import dump
 
         return dump(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, doc: dict, plugins=None, where: str = "pipeline") -> "Pipeline":
         """Build a pipeline from a document made by :meth:`to_dict`, validating it all."""
-        from ._json import pipeline_from_dict
+        from ._document import pipeline_from_dict
 
         return pipeline_from_dict(cls, doc, plugins, where)
 
     @classmethod
     def from_json(cls, path_or_text, plugins=None) -> "Pipeline":
         """Load a pipeline from a JSON file (or JSON text); never runs code from it."""
-        from ._json import load
+        from ._document import load
 
         doc, where = load(path_or_text)
         return cls.from_dict(doc, plugins, where)

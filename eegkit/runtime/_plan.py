@@ -24,9 +24,9 @@ import time
 
 import numpy as np
 
-from . import _numba
+from .. import _numba
 from ._stage import log
-from .plugin._loader import module_name
+from ..plugin._loader import module_name
 
 _FUSED: dict = {}
 _FUSED_LOCK = threading.Lock()

@@ -15,7 +15,7 @@ new ``setup``) leaves the previous version running; the error is kept in
 ``stage.last_error`` (shown by ``Pipeline.status()``) and logged. Saving a fixed
 file reloads again. A disabled stage whose new code works is enabled again.
 
-Watching files for edits lives in ``eegkit._watch``.
+Watching files for edits lives in ``eegkit.live._watch``.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._stage import Stage, log_error
-from .plugin._loader import cache_dir, load_stage_code
-from .plugin._params import validate_params
+from ..runtime._stage import Stage, log_error
+from ..plugin._loader import cache_dir, load_stage_code
+from ..plugin._params import validate_params
 
 log = logging.getLogger("eegkit")
 KEEP_CACHES = 8  # numba cache folders (code versions) kept per plugin
@@ -178,7 +178,7 @@ def _carry_params(spec, params, where, result):
 def _new_code(stage, manifest, spec, fresh):
     """Import (once per module per reload) and compile; isolated stages get a new child."""
     if stage.isolation == "process":
-        from ._isolate import IsolatedCode
+        from ..runtime._isolate import IsolatedCode
 
         return IsolatedCode(manifest, spec, timeout=stage.code.timeout)
     key = (manifest.name, spec.module)
@@ -331,9 +331,9 @@ def latency(n_channels: int = 64, chunk: int = 32, sfreq: float = 1000.0,
     import threading
     from pathlib import Path
 
-    from ._info import StreamInfo
-    from ._pipeline import Pipeline
-    from .plugin import PluginManager
+    from .._info import StreamInfo
+    from ..runtime._pipeline import Pipeline
+    from ..plugin import PluginManager
 
     tmp = Path(tempfile.mkdtemp(prefix="eegkit-reload-"))
     folder = tmp / "plugins" / "gain"

@@ -19,9 +19,10 @@ import numpy as np
 import traitlets as t
 from comm.base_comm import BaseComm
 
-from ._errors import ParameterError
+from .._errors import ParameterError
+from .._paths import package_dir
 from ._frames import LatestBuffer, WindowBuffer
-from ._info import StreamInfo
+from .._info import StreamInfo
 
 VIEWS = ("scope", "spectrum", "bars")
 FRAME_MODES = ("window", "latest")
@@ -34,9 +35,7 @@ def widgets_dir() -> Path:
     ``<package>/_bundled/widgets`` in an installed wheel, else ``<repo>/widgets``
     in an editable checkout.
     """
-    here = Path(__file__).resolve().parent
-    bundled = here / "_bundled" / "widgets"
-    return bundled if bundled.is_dir() else here.parent / "widgets"
+    return package_dir("widgets")
 
 
 class StreamView(anywidget.AnyWidget):

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from ._errors import ParameterError, PipelineError
+from .._errors import ParameterError, PipelineError
 from ._run import open_sinks, sink_block
 
 log = logging.getLogger("eegkit")

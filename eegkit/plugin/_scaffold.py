@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._errors import ParameterError
-from .plugin._manifest import HOST_API, NAME_RE, _snake
+from .._errors import ParameterError
+from ._manifest import HOST_API, NAME_RE, _snake
 
-TEMPLATES = Path(__file__).resolve().parent / "_templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 FILES = {  # written file -> template
     "plugin.toml": "plugin.toml.in",
     "stage.py": "stage.py.in",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from ._errors import EegkitError
+from .._errors import EegkitError
 
 USAGE = """\
 Usage:
@@ -124,7 +124,7 @@ def cmd_plugins(magics, args):
     """Table of plugins: name, version, status, origin, stage types; problems below."""
     if args:
         raise UsageError("'plugins' takes no arguments")
-    from .plugin import list_plugins
+    from ..plugin import list_plugins
 
     records = list_plugins(refresh=True)
     rows = [("plugin", "version", "status", "origin", "stage types")]
@@ -188,7 +188,7 @@ def cmd_run(magics, args):
     name = args[1] if len(args) == 2 else re.sub(r"\W", "_", path.stem) or "pipeline"
     if not name.isidentifier():
         raise UsageError(f"NAME must be a Python identifier, got {name!r}")
-    from . import Pipeline
+    from .. import Pipeline
 
     old = magics.shell.user_ns.get(name)
     if isinstance(old, Pipeline):
@@ -207,7 +207,7 @@ def cmd_reload(magics, args):
     """``reload [PLUGIN]``: new plugin code swapped into live pipelines between two chunks."""
     if len(args) > 1:
         raise UsageError("'reload' takes at most one PLUGIN name")
-    from .plugin import default_manager
+    from ..plugin import default_manager
 
     manager = default_manager()
     manager.refresh()
@@ -221,7 +221,7 @@ def cmd_reload(magics, args):
 def reload_stages(plugin=None, pipelines=None) -> list:
     """Reload ``plugin`` (or every plugin) in ``pipelines`` (default: every live one)
     with the hot-reload machinery; one report line per stage."""
-    from ._reload import reload
+    from ..live._reload import reload
 
     return [str(result) for result in reload(plugin, pipelines)]
 
@@ -238,7 +238,7 @@ def cmd_save_stage(magics, args):
     if dest.name != name:
         dest = dest / name  # a plugin folder is named after its plugin
     if dest.exists() and any(dest.iterdir()):
-        from .plugin import read_manifest
+        from ..plugin import read_manifest
 
         try:
             same = read_manifest(dest).name == name
@@ -264,7 +264,7 @@ def define_stage(name: str, cell: str, pipelines=()) -> None:
     """Write ``cell`` as plugin ``name`` in the session folder, load and try it; stages
     of that type in ``pipelines`` get the new code between two chunks."""
     decl = _read_cell(cell)
-    from .plugin import default_manager
+    from ..plugin import default_manager
 
     manager = default_manager()
     folder = session_plugins() / name
@@ -380,8 +380,8 @@ def _toml(value) -> str:
 
 def _try_stage(code) -> str | None:
     """Set the stage up on a test stream and run its kernel once; the error, if any."""
-    from ._info import StreamInfo
-    from ._stage import Stage
+    from .._info import StreamInfo
+    from ..runtime._stage import Stage
 
     n, sfreq = TEST_INFO
     info = StreamInfo(sfreq, [f"ch{i}" for i in range(n)])
@@ -402,8 +402,8 @@ def _try_stage(code) -> str | None:
 # -- helpers ------------------------------------------------------------------------
 def _pipelines(ns) -> list:
     """(name, pipeline) of the namespace's pipelines, then running ones not named there."""
-    from . import Pipeline
-    from ._runner import active
+    from .. import Pipeline
+    from ..runtime._runner import active
 
     found = [(k, v) for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
     seen = {id(p) for _, p in found}
@@ -415,7 +415,7 @@ def _pipelines(ns) -> list:
 
 
 def _lookup(ns, name):
-    from . import Pipeline
+    from .. import Pipeline
 
     if name not in ns:
         raise UsageError(f"no variable named {name!r} in the notebook")

@@ -1,0 +1,33 @@
+"""Where eegkit's own files are, and the environment that child Python processes get.
+
+Leaf module: bundled folders (``plugins``, ``widgets``) are found inside an installed
+wheel (``eegkit/_bundled/<name>``) or beside the package in a source checkout; child
+processes (isolated stages, Dask workers, ``plugins check``) import this same eegkit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent  # the folder that holds the ``eegkit`` package
+
+
+def package_dir(name: str) -> Path | None:
+    """Folder of bundled files (``plugins`` or ``widgets``): inside the installed
+    package, or beside the package in a source checkout."""
+    for candidate in (PACKAGE / "_bundled" / name, ROOT / name):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def child_env(extra_paths=(), base=None) -> dict:
+    """A copy of ``base`` (default ``os.environ``) whose PYTHONPATH starts with the
+    folder holding this eegkit, then ``extra_paths``, then what was there (no repeats)."""
+    env = dict(os.environ if base is None else base)
+    parts = [str(ROOT), *map(str, extra_paths)]
+    parts += [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    return env
