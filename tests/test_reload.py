@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from eegkit import Pipeline, StreamInfo
-from eegkit import _reload, _watch
+from eegkit.live import _reload, _watch
 from eegkit.plugin import PluginManager
 from eegkit.plugin._loader import cache_dir, plugin_digest
 
