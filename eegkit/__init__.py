@@ -7,8 +7,9 @@ stage types; a :class:`Pipeline` chains stages and runs them offline or live.
 from ._errors import (ApiVersionError, EegkitError, ManifestError, MissingExtraError,
                       ParameterError, PipelineError, PluginLoadError, SourceError, StageError)
 from ._info import StreamInfo
+from ._version import __version__
 from ._numba import jit
-from .runtime._pipeline import Pipeline
+from .notebook._pipeline import Pipeline
 from .runtime._stage import Stage
 from .plugin import PluginManager, PluginRecord, list_plugins
 from .sinks import Sink
@@ -42,7 +43,6 @@ def __dir__():
     return sorted(__all__)
 
 
-__version__ = "0.1.0"
 
 
 def load_ipython_extension(ipython):

@@ -165,7 +165,7 @@ def _process_file(pipe, job, tmp):
         writer = csv.writer(f)
         writer.writerow(("sample", "description"))
         writer.writerows(markers)
-    from .. import __version__
+    from .._version import __version__
 
     return {"eegkit_batch": BATCH_FORMAT, "recording": str(path), "input": signature,
             "pipeline_hash": job["hash"], "pipeline": job["doc"], "eegkit_version": __version__,

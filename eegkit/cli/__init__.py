@@ -16,7 +16,7 @@ COMMANDS = ("run", "plugins", "new-plugin", "batch", "bench")
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="eegkit", description="Interactive DSP toolkit for EEG: run pipelines headless, "

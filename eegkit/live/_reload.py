@@ -23,28 +23,17 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..runtime import _registry
 from ..runtime._stage import Stage, log_error
 from ..plugin._loader import cache_dir, load_stage_code
 from ..plugin._params import validate_params
 
 log = logging.getLogger("eegkit")
 KEEP_CACHES = 8  # numba cache folders (code versions) kept per plugin
-_PIPELINES = weakref.WeakSet()
-
-
-def track(pipeline) -> None:
-    """Remember a live pipeline (weakly) for :func:`reload` and the watcher."""
-    _PIPELINES.add(pipeline)
-
-
-def pipelines() -> list:
-    """Every live pipeline of this process."""
-    return list(_PIPELINES)
 
 
 @dataclass
@@ -87,7 +76,7 @@ def reload(plugin: str | None = None, pipelines=None) -> list:
     list of ReloadResult
         One per stage reloaded; failures leave the previous code running.
     """
-    targets = list(_PIPELINES) if pipelines is None else list(pipelines)
+    targets = _registry.pipelines() if pipelines is None else list(pipelines)
     refreshed, results = set(), []
     for pipe in targets:
         if id(pipe.plugins) not in refreshed:
@@ -99,7 +88,7 @@ def reload(plugin: str | None = None, pipelines=None) -> list:
 
 def reload_pipeline(pipeline, plugin: str | None = None, ids=None, refresh: bool = True) -> list:
     """Reload the stages of one pipeline (of ``plugin``, or all; or the stage ``ids``)."""
-    with pipeline._lock:
+    with pipeline.between_chunks():
         targets = [s for s in pipeline.stages
                    if (plugin is None or s.code.manifest.name == plugin)
                    and (ids is None or s.id in ids)]
@@ -136,7 +125,7 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
     code = None
     try:
         rec, spec = pipeline.plugins.spec(stage.type, where)
-        with pipeline._lock:
+        with pipeline.between_chunks():
             base_params, in_info = dict(stage.params), stage.in_info
         params = _carry_params(spec, base_params, where, result)
         code = _new_code(stage, rec.manifest, spec, fresh)
@@ -148,7 +137,7 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
         return _reject(stage, result, exc)
     result.prepare_s = time.perf_counter() - t0
     old_code = stage.code
-    with pipeline._lock:
+    with pipeline.between_chunks():
         try:
             if new is not None and (stage.in_info is not in_info or stage.params != base_params):
                 # the stream was re-opened or parameters changed meanwhile: set up again
@@ -259,9 +248,8 @@ def _swap(pipeline, stage, code, params, new, old_initial, result):
         stage.kernel = getattr(code, "parallel", None)
     stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
     stage._after_info()
-    if stage.out_info is not old_out:
-        _reconfigure_downstream(pipeline)
-    pipeline._build_plan()  # fused chains hold the old kernels
+    # downstream stages set up again if the layout changed; fused chains hold the old kernels
+    pipeline.reconfigure(layout_changed=stage.out_info is not old_out)
 
 
 def _merge_isolated(stage, code, new):
@@ -282,16 +270,6 @@ def _merge_isolated(stage, code, new):
 def code_isolation(code) -> str:
     """``"process"`` for isolated code, else ``"none"``."""
     return getattr(code, "isolation", "none")
-
-
-def _reconfigure_downstream(pipeline):
-    """Set up again every stage whose input's stream description changed."""
-    infos = {"source": pipeline._info}
-    for s in pipeline._stages.values():
-        upstream = infos.get(s.input)
-        if upstream is not None and s.in_info is not upstream:
-            s.configure(upstream)
-        infos[s.id] = s.out_info
 
 
 def _reject(stage, result, exc):

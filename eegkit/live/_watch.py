@@ -14,7 +14,8 @@ import weakref
 from collections import deque
 from pathlib import Path
 
-from ._reload import _PIPELINES, reload_pipeline
+from ..runtime import _registry
+from ._reload import reload_pipeline
 from ..runtime._stage import log_error
 from ..plugin._discovery import MANIFEST, default_paths
 
@@ -103,7 +104,7 @@ class Watcher:
         """The pipelines this watcher reloads."""
         if self._pipelines is not None:
             return list(self._pipelines)
-        return [p for p in list(_PIPELINES) if p.plugins is self.plugins]
+        return [p for p in _registry.pipelines() if p.plugins is self.plugins]
 
     def roots(self) -> list:
         """Folders watched: the plugin paths that exist, and entry-point plugin folders."""

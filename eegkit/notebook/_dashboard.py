@@ -8,6 +8,7 @@ import html
 import logging
 import math
 import threading
+import weakref
 
 import ipywidgets as w
 
@@ -22,6 +23,8 @@ MUTED = "color: var(--jp-ui-font-color2, #616161)"
 ERROR = "color: var(--jp-error-color1, #d32f2f)"
 
 
+_BOARDS = weakref.WeakKeyDictionary()  # pipeline → its dashboard
+
 def in_kernel() -> bool:
     """True inside a Jupyter kernel (where widgets can be displayed)."""
     try:
@@ -34,12 +37,11 @@ def in_kernel() -> bool:
 
 def dashboard_for(pipeline) -> "Dashboard":
     """The pipeline's dashboard: the last one while its stages are unchanged, else a new one."""
-    board = getattr(pipeline, "_dashboard", None)
+    board = _BOARDS.get(pipeline)
     if board is None or board.closed or board.stages != pipeline.stages:
         if board is not None:
             board.close()
-        board = Dashboard(pipeline)
-        pipeline._dashboard = board
+        board = _BOARDS[pipeline] = Dashboard(pipeline)
     return board
 
 
@@ -79,7 +81,7 @@ class Dashboard(w.VBox):
         self.pipeline = pipeline
         self.closed = False
         self.stages = pipeline.stages
-        if pipeline._info is None:
+        if not pipeline.is_open:
             pipeline.open()
         self._notice = None  # the last button error, shown until an action succeeds
         self.start_button = _button("Start", "play", "success", self._on_start)
@@ -95,7 +97,6 @@ class Dashboard(w.VBox):
                          self.run_status], layout=w.Layout(align_items="center", flex_flow="row wrap",
                                                            padding="4px 0 8px 0"))
         self.cards = [_StageCard(self, stage, fps, seconds) for stage in self.stages]
-        _keep_pending(pipeline)
         super().__init__([header, *[c.box for c in self.cards]],
                          layout=w.Layout(width="100%", padding="4px"))
         self.refresh()
@@ -188,16 +189,7 @@ class Dashboard(w.VBox):
         self._stop.set()
         for card in self.cards:
             card.close()
-        _keep_pending(self.pipeline)
         super().close()
-
-
-def _keep_pending(pipeline):
-    """Re-flag parameter changes still waiting for a chunk boundary (tapping a stage
-    re-plans the pipeline, which also drops that flag)."""
-    with pipeline._lock:
-        if any(stage.has_pending for stage in pipeline.stages):
-            pipeline._mark_changed()
 
 
 class _StageCard:
@@ -219,8 +211,7 @@ class _StageCard:
                               f"{html.escape(str(exc))}</div>")
             else:
                 self.feed = _Feed(stage, self.view)
-                with board.pipeline._lock:  # not between two stages of a running chunk
-                    board.pipeline.tap(stage.id, self.feed)
+                board.pipeline.tap(stage.id, self.feed)
                 left = self.view
         left.layout.flex = "1 1 auto"
         left.layout.min_width = "0"
@@ -248,8 +239,7 @@ class _StageCard:
     def set_param(self, name, value) -> None:
         """Ask the stage for a new value (applied between two chunks); raise if rejected."""
         # on top of a change still waiting for a chunk boundary, so two quick edits both count
-        base = self.stage._pending or self.stage.params
-        self.stage.set_params(**{**base, name: value})
+        self.stage.set_params(**{name: value})
 
     def refresh(self, stats):
         """Health, timing and parameters, from the stage's counters."""
@@ -286,8 +276,7 @@ class _StageCard:
     def close(self):
         pipeline = self.board.pipeline
         if self.feed is not None and self.stage.id in pipeline:
-            with pipeline._lock:
-                pipeline.untap(self.stage.id, self.feed)
+            pipeline.untap(self.stage.id, self.feed)
         if self.view is not None:
             self.view.close()
 

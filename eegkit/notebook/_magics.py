@@ -188,7 +188,7 @@ def cmd_run(magics, args):
     name = args[1] if len(args) == 2 else re.sub(r"\W", "_", path.stem) or "pipeline"
     if not name.isidentifier():
         raise UsageError(f"NAME must be a Python identifier, got {name!r}")
-    from .. import Pipeline
+    from ._pipeline import Pipeline
 
     old = magics.shell.user_ns.get(name)
     if isinstance(old, Pipeline):
@@ -402,7 +402,7 @@ def _try_stage(code) -> str | None:
 # -- helpers ------------------------------------------------------------------------
 def _pipelines(ns) -> list:
     """(name, pipeline) of the namespace's pipelines, then running ones not named there."""
-    from .. import Pipeline
+    from ._pipeline import Pipeline
     from ..runtime._runner import active
 
     found = [(k, v) for k, v in ns.items() if isinstance(v, Pipeline) and not k.startswith("_")]
@@ -415,7 +415,7 @@ def _pipelines(ns) -> list:
 
 
 def _lookup(ns, name):
-    from .. import Pipeline
+    from ._pipeline import Pipeline
 
     if name not in ns:
         raise UsageError(f"no variable named {name!r} in the notebook")

@@ -38,8 +38,8 @@ def pipeline_to_dict(pipeline) -> dict:
             entry["isolation_timeout"] = s.code.timeout
         stages.append(entry)
     doc = {"eegkit_pipeline": FORMAT, "source": pipeline.source_spec, "stages": stages}
-    if pipeline._sinks:
-        doc["sinks"] = [dict(spec) for spec, _ in pipeline._sinks]
+    if pipeline.sink_specs:
+        doc["sinks"] = pipeline.sink_specs
     return doc
 
 

@@ -11,6 +11,7 @@ from .._info import StreamInfo
 from ._plan import Plan
 from ._stage import Stage
 from ..plugin import default_manager
+from ._registry import register
 from ..sources import Source, make_source
 
 SOURCE_ID = "source"
@@ -55,9 +56,8 @@ class Pipeline:
         self._parallel = False
         self.first_sample = 0
         self.last_run = {}  # timing of the last run(): samples, setup_s, process_s
-        from ..live._reload import track
-
-        track(self)  # eegkit.reload() and the file watcher find live pipelines
+        self.runner = None  # the background run of start(), if any
+        register(self)  # hot reload, the file watcher and the notebook find live pipelines
 
     # -- building ----------------------------------------------------------------
     def set_source(self, source) -> None:
@@ -101,7 +101,7 @@ class Pipeline:
             Id of an earlier stage, or ``"source"``. Default: the last stage added.
         isolation : {"none", "process"}, optional
             ``"process"`` runs the stage in a child process fed through shared memory,
-            so a crash or a hang disables only this stage (see ``eegkit.runtime._isolate``).
+            so a crash or a hang disables only this stage (README, "Isolation").
             Default: the plugin manifest's choice for that stage.
         isolation_timeout : float, optional
             Per-chunk deadline in seconds of an isolated stage (default 1 s).
@@ -136,7 +136,7 @@ class Pipeline:
             for other in self._stages.values():
                 if other.input == id:
                     other.input = stage.input
-            self._sinks = [s for s in self._sinks if s[0]["input"] != id]
+            self._sinks = [s for s in self._sinks if s["input"] != id]
             close = getattr(stage.code, "close", None)  # an isolated stage's child process
             if close is not None:
                 close()
@@ -150,7 +150,12 @@ class Pipeline:
 
         self._check_input(input, f"sink '{type}'")
         make_sink(type, params, f"sink '{type}' on '{input}'")  # validate now
-        self._sinks.append(({"type": type, "input": input, "params": dict(params)}, None))
+        self._sinks.append({"type": type, "input": input, "params": dict(params)})
+
+    @property
+    def sink_specs(self) -> list:
+        """The sinks added with :meth:`add_sink`, as ``{"type", "input", "params"}`` dicts."""
+        return [dict(spec, params=dict(spec["params"])) for spec in self._sinks]
 
     def _new_id(self, type, id):
         if id is None:
@@ -185,6 +190,24 @@ class Pipeline:
     def stages(self) -> list:
         """Stages in order."""
         return list(self._stages.values())
+
+    def stage_ids(self, ids=None) -> list:
+        """``ids`` checked to name stages of this pipeline (None: every stage, in order)."""
+        if ids is None:
+            return list(self._stages)
+        for id in ids:
+            self[id]
+        return list(ids)
+
+    def between_chunks(self):
+        """Context manager: while held, no chunk is being processed (``with
+        p.between_chunks(): ...``). Reentrant; hold it briefly."""
+        return self._lock
+
+    @property
+    def is_open(self) -> bool:
+        """True once a stream was opened (:meth:`open`, :meth:`push`, :meth:`run`...)."""
+        return self._info is not None
 
     # -- streaming ---------------------------------------------------------------
     def open(self, info: StreamInfo | None = None) -> None:
@@ -230,16 +253,21 @@ class Pipeline:
             if self._info is None:
                 self.open()
             if self._changed:
-                self._apply_changes()
+                self.reconfigure()
             self.plan(outputs)
 
     def _mark_changed(self):
         self._changed = True
 
-    def _apply_changes(self):
-        """Between two chunks: apply parameter changes, reconfigure downstream if needed."""
+    def reconfigure(self, layout_changed: bool = False) -> None:
+        """Between two chunks (hold :meth:`between_chunks`): apply waiting parameter
+        changes, set up again every stage whose input description changed, plan again.
+
+        ``layout_changed`` says a stage's output description was replaced from outside
+        (hot reload), so stages downstream of it are set up again.
+        """
         infos = {SOURCE_ID: self._info}
-        relayout = False
+        relayout = layout_changed
         for stage in self._stages.values():
             if relayout and stage.input in infos and infos[stage.input] is not stage.in_info:
                 stage.configure(infos[stage.input])
@@ -269,16 +297,23 @@ class Pipeline:
         with self._lock:
             if self._info is None:
                 self.open()
-            outs = self._step(chunk, outputs)
+            outs = self.step(chunk, outputs)
             slots = self._last_plan.slots
             wanted = self._stages if outputs is None else outputs
             return {id: outs[slots[id]].copy() if copy else outs[slots[id]] for id in wanted}
 
-    def _step(self, chunk, outputs=None) -> list:
-        """One chunk through every stage; returns outputs by slot ``[input, out_1, ...]``
-        (None for intermediate stages of a fused chain)."""
+    @property
+    def slots(self) -> dict:
+        """Stage id → index in the list :meth:`step` returned last."""
+        return self._last_plan.slots
+
+    def step(self, chunk, outputs=None) -> list:
+        """One chunk through every stage (hold :meth:`between_chunks`); return the
+        outputs by slot (see :attr:`slots`; None for stages inside a fused chain).
+        The arrays are buffers that the next step overwrites. :meth:`push` is the
+        convenient form."""
         if self._changed:
-            self._apply_changes()
+            self.reconfigure()
         info = self._info
         x = chunk
         if type(x) is not np.ndarray or x.dtype != info.dtype:
@@ -294,21 +329,28 @@ class Pipeline:
         self.first_sample += x.shape[1]
         return outs
 
+    def _forget_plans_keep_pending(self):
+        self._forget_plans()
+        if any(stage.has_pending for stage in self._stages.values()):
+            self._changed = True  # a parameter change still waits for a chunk boundary
+
     def tap(self, id: str, fn) -> None:
         """Call ``fn(block, first_sample)`` with stage ``id``'s output after every chunk.
 
         ``block`` is a view valid only during the call: copy what you keep. A tap
         that raises is removed and the error logged.
         """
-        self[id].taps.append(fn)
-        self._forget_plans()  # re-plan: a tapped stage keeps its output
+        with self._lock:
+            self[id].taps.append(fn)
+            self._forget_plans_keep_pending()  # re-plan: a tapped stage keeps its output
 
     def untap(self, id: str, fn) -> None:
         """Remove a tap added with :meth:`tap`."""
-        taps = self[id].taps
-        if fn in taps:
-            taps.remove(fn)
-        self._forget_plans()  # re-plan: a tapped stage keeps its output
+        with self._lock:
+            taps = self[id].taps
+            if fn in taps:
+                taps.remove(fn)
+            self._forget_plans_keep_pending()  # re-plan: a tapped stage keeps its output
 
     def info_of(self, id: str) -> StreamInfo:
         """Output StreamInfo of stage ``id`` (or of ``"source"``)."""
@@ -342,7 +384,7 @@ class Pipeline:
         data, info = _as_array(data, sfreq, ch_names)
         with self._lock:
             self.open(info)
-            wanted = self._wanted(outputs)
+            wanted = self.stage_ids(outputs)
             n = data.shape[1]
             self._use_parallel(min(block, n) >= PARALLEL_MIN and info.n_channels > 1)
             # outputs as long as the input are written in place; others are gathered
@@ -351,7 +393,7 @@ class Pipeline:
             parts = {id: [] for id in wanted if id not in result}
             try:
                 for start in range(0, max(n, 1), block):
-                    outs = self._step(data[:, start:start + block], wanted)
+                    outs = self.step(data[:, start:start + block], wanted)
                     slots = self._last_plan.slots
                     for id, arr in result.items():
                         out = outs[slots[id]]
@@ -380,13 +422,6 @@ class Pipeline:
         self._last_plan = None
         for stage in self._stages.values():
             stage.kernel = getattr(stage.code, "parallel", None) if on else None
-
-    def _wanted(self, outputs):
-        if outputs is None:
-            return list(self._stages)
-        for id in outputs:
-            self[id]
-        return list(outputs)
 
     def run(self, duration: float | None = None, chunk: int = 32, realtime: bool = False,
             outputs=None, collect: bool = True, progress=None) -> dict:
@@ -419,52 +454,50 @@ class Pipeline:
                           outputs=outputs, collect=collect, progress=progress)
 
     # -- live (background thread) and notebook -------------------------------------------
-    def start(self, **options):
-        """Run from the source in a background thread (the notebook stays usable).
+    def start(self, chunk: int = 32, realtime: bool = True, duration: float | None = None,
+              overrun: str = "drop-oldest", queue_chunks: int = 64, resume: bool = False):
+        """Run from the source in background threads (the notebook stays usable).
 
-        Options are those of ``eegkit.runtime._runner.Runner`` (``chunk``, ``realtime``, ...).
+        Parameters
+        ----------
+        chunk : int
+            Samples per streaming step.
+        realtime : bool
+            Pace a replayable source (synthetic, file, array) to real time. Live
+            sources (LSL, boards) are never paced: they arrive in real time already.
+        duration : float, optional
+            Seconds of data after which the run ends by itself (default: until the
+            source ends, or :meth:`stop`).
+        overrun : {"drop-oldest", "block"}
+            What happens when ``queue_chunks`` chunks wait and the source has another:
+            drop the oldest waiting chunk (counted in ``runner.stats()["dropped_chunks"]``;
+            right for live sources, where falling behind is worse than a gap), or make
+            the reader wait (no data lost; right for replaying a recording). A run
+            with a recording sink never drops: it stops with an error instead.
+        queue_chunks : int
+            Chunks that may wait between the source and the pipeline.
+        resume : bool
+            Continue from where the last run stopped (source position and stage
+            state kept) instead of rewinding the source and resetting every stage.
+
+        Returns
+        -------
+        Runner
+            Also kept as ``pipeline.runner``: ``runner.stats()`` (chunks, drops, lag),
+            ``runner.state``, ``runner.join()``, ``runner.stop()``.
         """
-        from ._runner import start
+        from ._runner import Runner
 
-        return start(self, **options)
+        if self.runner is not None and self.runner.running:
+            raise PipelineError("this pipeline is already running; call stop() first")
+        self.runner = Runner(self, chunk=chunk, realtime=realtime, duration=duration,
+                             overrun=overrun, queue_chunks=queue_chunks)
+        return self.runner.start(resume=resume)
 
     def stop(self) -> None:
-        """Stop the background run started by :meth:`start`, cleanly."""
-        from ._runner import stop
-
-        stop(self)
-
-    def show(self):
-        """Dashboard: every stage's view, start/stop/reset, statistics, parameter controls.
-
-        The same dashboard is returned while the stages stay the same.
-        """
-        from ..notebook._dashboard import dashboard_for
-
-        return dashboard_for(self)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        """In a notebook kernel the pipeline shows as its dashboard; elsewhere as text."""
-        from ..notebook._dashboard import in_kernel
-
-        if not in_kernel():
-            return {"text/plain": repr(self)}
-        return self.show()._repr_mimebundle_(include=include, exclude=exclude)
-
-    def reload(self, plugin: str | None = None) -> list:
-        """Re-import the code of this pipeline's stages (of ``plugin``, or all) and swap
-        it in between two chunks; a disabled stage comes back if its new code works.
-        Returns one ``eegkit.live._reload.ReloadResult`` per stage (see that module)."""
-        from ..live._reload import reload_pipeline
-
-        return reload_pipeline(self, plugin)
-
-    def watch(self, enable: bool = True):
-        """Hot reload: watch the plugin folders and reload edited plugins while this
-        pipeline runs. Returns the ``eegkit.live._watch.Watcher`` (None when disabling)."""
-        from ..live._watch import watch_pipeline
-
-        return watch_pipeline(self, enable)
+        """Stop the background run started by :meth:`start`, cleanly (no-op when none runs)."""
+        if self.runner is not None:
+            self.runner.stop()
 
     # -- reporting -------------------------------------------------------------------
     def stats(self) -> list:

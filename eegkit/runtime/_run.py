@@ -1,7 +1,15 @@
-"""Drive a pipeline from its source in the calling thread (offline or paced)."""
+"""The run loop: a pipeline fed from its source, into its sinks.
+
+One loop serves both ways of running: :meth:`Pipeline.run` (in the calling thread) and
+the background :class:`~eegkit.runtime._runner.Runner` (a reader thread and a worker
+thread). :class:`Blocks` reads the source (pacing a replayable source to real time when
+asked); :class:`Feed` opens the stream, the sinks and the execution plan, pushes each
+block through the stages and the sinks, and closes the sinks.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -9,20 +17,124 @@ import numpy as np
 from .._errors import ParameterError
 from ..sinks import make_sink
 
-PROGRESS_EVERY = 0.5
+SOURCE_ID = "source"
 
 
-def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
-               collect=True, progress=None) -> dict:
-    """See :meth:`Pipeline.run`."""
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ParameterError(f"chunk must be a positive number of samples, got {chunk!r}")
-    source = pipeline.source
+def rewind(source) -> None:
+    """Back to the first sample (replayable sources; live ones go on)."""
     if not source.live:
         try:
             source.reset()
         except NotImplementedError:
             pass
+
+
+class Blocks:
+    """Blocks of at most ``chunk`` samples from ``source`` until ``total`` samples (None:
+    until the source ends) or ``stop`` is set; paced to real time when ``pace``.
+
+    ``paced_s`` is the time spent waiting for real time.
+    """
+
+    def __init__(self, source, chunk: int, total=None, pace: bool = False, stop=None):
+        self.source, self.chunk, self.total = source, chunk, total
+        self.pace = pace and not source.live  # live sources arrive in real time already
+        self.stop = stop if stop is not None else threading.Event()
+        self.done = 0
+        self.paced_s = 0.0
+
+    def __iter__(self):
+        source, sfreq = self.source, self.source.info.sfreq
+        idle = min(0.01, max(0.0005, self.chunk / sfreq / 4))
+        t0 = time.perf_counter()
+        while not self.stop.is_set() and (self.total is None or self.done < self.total):
+            n = self.chunk if self.total is None else min(self.chunk, self.total - self.done)
+            block = source.read(n)
+            k = block.shape[1]
+            if k == 0:
+                if source.ended:
+                    return
+                self.stop.wait(idle)  # a live source has nothing yet
+                continue
+            if self.pace:
+                delay = t0 + (self.done + k) / sfreq - time.perf_counter()
+                if delay > 0:
+                    self.paced_s += delay
+                    if self.stop.wait(delay):
+                        return
+            self.done += k
+            yield block
+
+
+class Feed:
+    """One run of ``pipeline``: stream opened from its source (unless ``resume`` and the
+    source still matches), sinks opened, plan compiled before the first block.
+
+    Parameters
+    ----------
+    pipeline : Pipeline
+    collect : list of str
+        Stage ids whose outputs are kept (see :meth:`result`).
+    resume : bool
+        Keep the source position and stage state of the last run when the stream is
+        still open and the source's description is unchanged.
+    """
+
+    def __init__(self, pipeline, collect=(), resume: bool = False):
+        self.pipeline = pipeline
+        source = pipeline.source
+        if not (resume and pipeline.is_open and pipeline.info_of(SOURCE_ID) == source.info):
+            rewind(source)
+            pipeline.open(source.info)
+        self.parts = {id: [] for id in collect}
+        with pipeline.between_chunks():
+            self.sinks = open_sinks(pipeline)
+            # observed outputs stay intact; the stages between them may be fused
+            self.observed = list(dict.fromkeys(
+                [*self.parts, *(i for _, i in self.sinks if i != SOURCE_ID)]))
+            pipeline.prepare(self.observed)
+
+    def push(self, block) -> None:
+        """One block through the stages, into the sinks and the collected outputs."""
+        p = self.pipeline
+        with p.between_chunks():
+            first = p.first_sample
+            outs = p.step(block, self.observed)
+            slots = p.slots
+            for id, parts in self.parts.items():
+                parts.append(outs[slots[id]].copy())
+            for sink, input_id in self.sinks:
+                out = outs[slots[input_id]]
+                start = first if input_id == SOURCE_ID else p[input_id].samples_out - out.shape[1]
+                sink.write(out, start)
+
+    def close(self) -> list:
+        """Close every sink; return ``[(sink, exception)]`` for those that failed."""
+        failed = []
+        for sink, _ in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - close the others, report each
+                failed.append((sink, exc))
+        self.sinks = []
+        return failed
+
+    def result(self) -> dict:
+        """Collected outputs, one array per stage id."""
+        result = {}
+        for id, parts in self.parts.items():
+            info = self.pipeline.info_of(id)
+            result[id] = (np.concatenate(parts, axis=1) if parts
+                          else np.zeros((info.n_channels, 0), dtype=info.dtype))
+        return result
+
+
+def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
+               collect=True, progress=None, progress_every: float = 0.5) -> dict:
+    """See :meth:`Pipeline.run`."""
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise ParameterError(f"chunk must be a positive number of samples, got {chunk!r}")
+    source = pipeline.source
     info = source.info
     total = source.n_samples
     if duration is not None:
@@ -31,67 +143,32 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
     if total is None:
         raise ParameterError(f"source '{source.type_name}' has no end; give a duration")
     t_setup = time.perf_counter()
-    pipeline.open(info)
-    wanted = pipeline._wanted(outputs) if collect else []
-    parts = {id: [] for id in wanted}
-    sinks = open_sinks(pipeline)
-    observed = list(dict.fromkeys([*wanted, *(i for _, i in sinks if i != "source")]))
-    pipeline.prepare(observed)  # compile fused chains before the first chunk
-    done, t0 = 0, time.perf_counter()
-    last = t0
+    feed = Feed(pipeline, pipeline.stage_ids(outputs) if collect else [])
+    blocks = Blocks(source, chunk, total, pace=realtime)
+    t0 = last = time.perf_counter()
     try:
-        while done < total:
-            block = source.read(min(chunk, total - done))
-            if block.shape[1] == 0:
-                if source.ended:
-                    break
-                time.sleep(0.001)  # a live source has nothing yet
-                continue
-            if realtime and not source.live:
-                ahead = (done / info.sfreq) - (time.perf_counter() - t0)
-                if ahead > 0:
-                    time.sleep(ahead)
-            with pipeline._lock:
-                first = pipeline.first_sample
-                outs = pipeline._step(block, observed)
-                slots = pipeline._last_plan.slots
-                for id in wanted:
-                    parts[id].append(outs[slots[id]].copy())
-                for sink, input_id in sinks:
-                    sink.write(*sink_block(pipeline, input_id, outs[slots[input_id]], first))
-            done += block.shape[1]
+        for block in blocks:
+            feed.push(block)
             now = time.perf_counter()
-            if progress is not None and now - last >= PROGRESS_EVERY:
+            if progress is not None and now - last >= progress_every:
                 last = now
-                progress(done, total)
+                progress(blocks.done, total)
     finally:
-        for sink, _ in sinks:
-            sink.close()
+        errors = feed.close()
+    if errors:
+        raise errors[0][1]
     if progress is not None:
-        progress(done, total)
-    pipeline.last_run = {"samples": done, "setup_s": t0 - t_setup,
+        progress(blocks.done, total)
+    pipeline.last_run = {"samples": blocks.done, "setup_s": t0 - t_setup,
                          "process_s": time.perf_counter() - t0}
-    result = {}
-    for id, p in parts.items():
-        info_out = pipeline[id].out_info
-        result[id] = (np.concatenate(p, axis=1) if p
-                      else np.zeros((info_out.n_channels, 0), dtype=info_out.dtype))
-    return result
-
-
-def sink_block(pipeline, input_id, out, first):
-    """``(block, index of its first sample)`` for a sink fed by ``input_id``;
-    ``first`` is the index of the chunk's first input sample."""
-    if input_id == "source":
-        return out, first
-    return out, pipeline[input_id].samples_out - out.shape[1]
+    return feed.result()
 
 
 def open_sinks(pipeline):
     """Open the pipeline's sinks; return ``[(sink, input stage id)]``."""
     opened = []
     try:
-        for spec, _ in pipeline._sinks:
+        for spec in pipeline.sink_specs:
             sink = make_sink(spec["type"], spec["params"], f"sink '{spec['type']}'")
             sink.open(pipeline.info_of(spec["input"]))
             opened.append((sink, spec["input"]))

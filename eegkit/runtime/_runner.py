@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 
 from .._errors import ParameterError, PipelineError
-from ._run import open_sinks, sink_block
+from ._run import Blocks, Feed
 
 log = logging.getLogger("eegkit")
 OVERRUN = ("drop-oldest", "block")
@@ -69,7 +69,7 @@ class Runner:
         self._stop = threading.Event()
         self._queue = _ChunkQueue(self.queue_chunks, overrun)
         self._threads = []
-        self._sinks = []
+        self._feed = None
         self._reset_counters()
 
     def _reset_counters(self):
@@ -77,36 +77,25 @@ class Runner:
         self.chunks = self.samples = 0
         self.read_chunks = self.read_samples = 0
         self.dropped_chunks = self.dropped_samples = 0
-        self.paced_s = 0.0
+        self._blocks = None
         self._lags = np.zeros(N_LAGS)
         self._max_lag = 0.0
-        self._t0 = self._t_end = None
+        self.started_at = self._t_end = None
 
     # -- control -----------------------------------------------------------------
     def start(self, resume: bool = False) -> "Runner":
         """Open the stream (unless resuming) and the sinks, then start the threads."""
         if self.running:
             raise PipelineError("this pipeline is already running; call stop() first")
-        p = self.pipeline
-        source = p.source
-        if not resume or p._info is None or p._info != source.info:
-            if not source.live:
-                try:
-                    source.reset()
-                except NotImplementedError:
-                    pass
-            p.open(source.info)
-        with p._lock:
-            self._sinks = open_sinks(p)
-            p.prepare(self._observed())  # compile fused chains before the first chunk
+        self._feed = Feed(self.pipeline, resume=resume)
         self._reset_counters()
         self._stop.clear()
-        lossless = [s for s, _ in self._sinks if getattr(s, "lossless", False)]
+        lossless = [s for s, _ in self._feed.sinks if getattr(s, "lossless", False)]
         policy = "fail" if lossless and self.overrun == "drop-oldest" else self.overrun
         self._queue = _ChunkQueue(self.queue_chunks, policy)
         self._lossless = ", ".join(f"'{s.type_name}' ({getattr(s, 'path', '?')})" for s in lossless)
         self.state, self.error = "running", None
-        self._t0 = time.perf_counter()
+        self.started_at = time.perf_counter()
         self._threads = [threading.Thread(target=self._read, name="eegkit-reader", daemon=True),
                          threading.Thread(target=self._work, name="eegkit-runner", daemon=True)]
         for thread in self._threads:
@@ -136,6 +125,11 @@ class Runner:
         return not self.running
 
     @property
+    def paced_s(self) -> float:
+        """Seconds the reader waited for real time."""
+        return self._blocks.paced_s if self._blocks is not None else 0.0
+
+    @property
     def running(self) -> bool:
         """True while the threads are alive."""
         return any(t.is_alive() for t in self._threads)
@@ -144,30 +138,12 @@ class Runner:
     def _read(self):
         """Reader thread: source → queue, paced for replayable sources when asked."""
         source = self.pipeline.source
-        sfreq = source.info.sfreq
-        total = None if self.duration is None else int(round(self.duration * sfreq))
-        pace = self.realtime and not source.live
-        idle = min(0.01, max(0.0005, self.chunk / sfreq / 4))
-        done = 0
+        total = None if self.duration is None else int(round(self.duration * source.info.sfreq))
+        self._blocks = Blocks(source, self.chunk, total, pace=self.realtime, stop=self._stop)
         try:
-            while not self._stop.is_set() and (total is None or done < total):
-                n = self.chunk if total is None else min(self.chunk, total - done)
-                block = source.read(n)
-                k = block.shape[1]
-                if k == 0:
-                    if source.ended:
-                        break
-                    self._stop.wait(idle)  # a live source has nothing yet
-                    continue
-                if pace:
-                    delay = self._t0 + (done + k) / sfreq - time.perf_counter()
-                    if delay > 0:
-                        self.paced_s += delay
-                        if self._stop.wait(delay):
-                            break
-                done += k
+            for block in self._blocks:
                 self.read_chunks += 1
-                self.read_samples += k
+                self.read_samples += block.shape[1]
                 dropped = self._queue.put((block, time.perf_counter()), self._stop)
                 if dropped is _FULL:  # a recording must not get a gap: stop reading instead
                     self._fail(f"the pipeline fell behind the source and sink {self._lossless} "
@@ -183,26 +159,16 @@ class Runner:
         finally:
             self._queue.close()
 
-    def _observed(self):
-        """Stages whose output is used (sinks; tapped stages add themselves)."""
-        return [i for _, i in self._sinks if i != "source"]
-
     def _work(self):
         """Worker thread: queue → pipeline → sinks."""
-        p = self.pipeline
+        feed = self._feed
         try:
             while True:
                 item = self._queue.get(self._stop)
                 if item is None:
                     break
                 block, t_read = item
-                with p._lock:
-                    first = p.first_sample
-                    # only tapped stages and sink inputs are observed: the rest may be fused
-                    outs = p._step(block, self._observed())
-                    slots = p._last_plan.slots
-                    for sink, input_id in self._sinks:
-                        sink.write(*sink_block(p, input_id, outs[slots[input_id]], first))
+                feed.push(block)
                 lag = time.perf_counter() - t_read
                 self._lags[self.chunks % N_LAGS] = lag
                 self._max_lag = max(self._max_lag, lag)
@@ -213,12 +179,8 @@ class Runner:
             self._stop.set()
             self._queue.wake()
         finally:
-            for sink, _ in self._sinks:
-                try:
-                    sink.close()
-                except Exception as exc:  # noqa: BLE001
-                    self._fail(f"closing sink '{sink.type_name}' failed: {type(exc).__name__}: {exc}")
-            self._sinks = []
+            for sink, exc in feed.close():
+                self._fail(f"closing sink '{sink.type_name}' failed: {type(exc).__name__}: {exc}")
             self._t_end = time.perf_counter()
             if self.state == "running":
                 self.state = "stopped" if self._stop.is_set() else "finished"
@@ -246,7 +208,7 @@ class Runner:
         """
         n = min(self.chunks, N_LAGS)
         lags = self._lags[:n] * 1e3
-        sfreq = self.pipeline.source.info.sfreq if self._t0 is not None else None
+        sfreq = self.pipeline.source.info.sfreq if self.started_at is not None else None
         end = self._t_end if self._t_end is not None else time.perf_counter()
         return {"state": self.state, "chunks": self.chunks, "samples": self.samples,
                 "seconds": self.samples / sfreq if sfreq else 0.0,
@@ -256,7 +218,7 @@ class Runner:
                 "lag_ms": float(np.median(lags)) if n else None,
                 "lag_p99_ms": float(np.percentile(lags, 99)) if n else None,
                 "max_lag_ms": self._max_lag * 1e3 if n else None,
-                "elapsed_s": end - self._t0 if self._t0 is not None else 0.0,
+                "elapsed_s": end - self.started_at if self.started_at is not None else 0.0,
                 "paced_s": self.paced_s, "chunk": self.chunk, "realtime": self.realtime,
                 "overrun": self.overrun, "error": self.error}
 
@@ -327,53 +289,6 @@ class _ChunkQueue:
             self.cond.notify_all()
 
 
-def start(pipeline, chunk=32, realtime=True, duration=None, overrun="drop-oldest",
-          queue_chunks=64, resume=False) -> Runner:
-    """Run ``pipeline`` from its source in background threads.
-
-    Parameters
-    ----------
-    pipeline : Pipeline
-    chunk : int
-        Samples per streaming step.
-    realtime : bool
-        Pace a replayable source (synthetic, file, array) to real time. Live
-        sources (LSL, boards) are never paced: they arrive in real time already.
-    duration : float, optional
-        Seconds of data after which the run ends by itself (default: until the
-        source ends, or :func:`stop`).
-    overrun : {"drop-oldest", "block"}
-        What happens when ``queue_chunks`` chunks wait and the source has another:
-        drop the oldest waiting chunk (counted in ``stats()["dropped_chunks"]``;
-        right for live sources, where falling behind is worse than a gap), or make
-        the reader wait (no data lost; right for replaying a recording).
-    queue_chunks : int
-        Chunks that may wait between the source and the pipeline.
-    resume : bool
-        Continue from where the last run stopped (source position and stage
-        state kept) instead of rewinding the source and resetting every stage.
-
-    Returns
-    -------
-    Runner
-        Also kept as ``pipeline.runner`` (``pipeline.runner.stats()``).
-    """
-    old = getattr(pipeline, "runner", None)
-    if old is not None and old.running:
-        raise PipelineError("this pipeline is already running; call stop() first")
-    runner = Runner(pipeline, chunk=chunk, realtime=realtime, duration=duration,
-                    overrun=overrun, queue_chunks=queue_chunks)
-    pipeline.runner = runner
-    return runner.start(resume=resume)
-
-
-def stop(pipeline) -> None:
-    """Stop the background run of ``pipeline`` (no-op when none is running)."""
-    runner = getattr(pipeline, "runner", None)
-    if runner is not None:
-        runner.stop()
-
-
 def active() -> list:
     """Runners whose threads are alive, oldest first."""
-    return sorted((r for r in list(_ACTIVE) if r.running), key=lambda r: r._t0 or 0.0)
+    return sorted((r for r in list(_ACTIVE) if r.running), key=lambda r: r.started_at or 0.0)
