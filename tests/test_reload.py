@@ -17,6 +17,7 @@ import pytest
 
 from eegkit import Pipeline, StreamInfo
 from eegkit.live import _reload, _watch
+from eegkit.runtime import _registry
 from eegkit.plugin import PluginManager
 from eegkit.plugin._loader import cache_dir, plugin_digest
 
@@ -315,7 +316,7 @@ def test_reload_enables_a_disabled_stage_in_every_live_pipeline(setup_live):
     assert p["s"].status == "disabled" and "boom" in p["s"].error
     file.write_text(good)
     results = _reload.reload(plugin="live")  # every live pipeline of the process
-    assert p in _reload.pipelines()
+    assert p in _registry.pipelines()
     assert any(r.ok and r.stage == "s" and r.state == "reset" for r in results)
     assert p["s"].status == "ok"
     assert p.push(np.ones((2, N)))["s"].shape == (2, N)
