@@ -108,7 +108,7 @@ def _build_info(dtype="float64"):
 def check_plugin(manager, rec, run_tests: bool = True) -> dict:
     """Check one plugin; returns ``{"name", "path", "version", "ok", "steps"}`` where each
     step is ``[what, ok (True/False/None = skipped), detail]``."""
-    from .. import Pipeline
+    from ..notebook._pipeline import Pipeline
 
     m = rec.manifest
     report = {"name": rec.name, "path": str(rec.path), "version": m.version if m else None,

@@ -31,7 +31,7 @@ def add_parser(sub):
 
 
 def main(args) -> int:
-    from .. import Pipeline
+    from ..notebook._pipeline import Pipeline
     from .._errors import ParameterError
     from ..sources import parse_source_arg
 
