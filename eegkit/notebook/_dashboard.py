@@ -133,16 +133,7 @@ class Dashboard(w.VBox):
             self._guard(lambda: self._restart(runner))
             return
 
-        def rewind():
-            source = self.pipeline.source
-            if not source.live:
-                try:
-                    source.reset()
-                except NotImplementedError:
-                    pass
-            self.pipeline.open(source.info)
-
-        self._guard(rewind)
+        self._guard(self.pipeline.rewind)
 
     def _restart(self, runner):
         """Restart from the beginning with the options of ``runner``."""

@@ -226,6 +226,17 @@ class Pipeline:
             self._build_plan()
             self.first_sample = 0
 
+    def rewind(self) -> None:
+        """Back to the source's first sample (a replayable source; a live one goes on)
+        and a fresh stream: every stage set up again, its state reset."""
+        source = self.source
+        if not source.live:
+            try:
+                source.reset()
+            except NotImplementedError:
+                pass
+        self.open(source.info)
+
     def _build_plan(self):
         """Forget cached plans; the next chunk plans again."""
         self._forget_plans()

@@ -20,15 +20,6 @@ from ..sinks import make_sink
 SOURCE_ID = "source"
 
 
-def rewind(source) -> None:
-    """Back to the first sample (replayable sources; live ones go on)."""
-    if not source.live:
-        try:
-            source.reset()
-        except NotImplementedError:
-            pass
-
-
 class Blocks:
     """Blocks of at most ``chunk`` samples from ``source`` until ``total`` samples (None:
     until the source ends) or ``stop`` is set; paced to real time when ``pace``.
@@ -84,8 +75,7 @@ class Feed:
         self.pipeline = pipeline
         source = pipeline.source
         if not (resume and pipeline.is_open and pipeline.info_of(SOURCE_ID) == source.info):
-            rewind(source)
-            pipeline.open(source.info)
+            pipeline.rewind()
         self.parts = {id: [] for id in collect}
         with pipeline.between_chunks():
             self.sinks = open_sinks(pipeline)
