@@ -249,7 +249,7 @@ class Pipeline:
     def plan(self, outputs=None):
         """The execution plan keeping ``outputs`` (stage ids; None = every stage) intact.
 
-        Stages nobody observes may be fused or run in place (see ``eegkit.runtime._plan``).
+        Stages nobody observes may be fused or run in place (README, "Performance").
         """
         key = (None if outputs is None else frozenset(outputs), self._parallel)
         plan = self._plans.get(key)
