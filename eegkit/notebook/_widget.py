@@ -3,12 +3,15 @@
 Samples travel as custom messages with one float32 binary buffer, decimated in
 Python, paced to ``fps`` by a background thread, and dropped (never queued) while
 the browser has not acknowledged the frames already in flight.
+
+The widget's front end is always the view host ``widgets/protocol.js``, which speaks
+that protocol; the view itself (``widgets/scope.js``... or a plugin's ``ui/bundle.js``)
+travels as source text in a trait and only draws (see ``widgets/README.md``).
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 import threading
 import time
 import uuid
@@ -22,6 +25,7 @@ from comm.base_comm import BaseComm
 from .._errors import ParameterError
 from .._paths import package_dir
 from ._frames import LatestBuffer, WindowBuffer
+from ._sources import view_source
 from .._info import StreamInfo
 
 VIEWS = ("scope", "spectrum", "bars")
@@ -46,8 +50,10 @@ class StreamView(anywidget.AnyWidget):
     info : StreamInfo or dict
         Metadata of the stream the view will be fed.
     view : {"scope", "spectrum", "bars"} or path
-        A built-in view, or the path of an anywidget ESM file (a plugin's
-        ``ui/bundle.js``) that speaks the same frame protocol.
+        A built-in view, or the path of a view module (a plugin's
+        ``ui/bundle.js``): an ES module whose default export makes a view that
+        draws frames (``widgets/README.md``). With ``ANYWIDGET_HMR=1`` an edit to
+        the file replaces the view in every open output (hot reload).
     title : str
         Shown above the plot.
     fps : float
@@ -74,7 +80,18 @@ class StreamView(anywidget.AnyWidget):
     (``layout="minmax"``), or ``(channels, samples)`` when the window already fits
     in ``max_points`` (``layout="raw"``). Only complete buckets are sent, so the
     newest ``step - 1`` samples wait for the next frame.
+
+    The browser side is one module for every view, ``widgets/protocol.js`` (the
+    widget's ``_esm``): it listens for frames from ``initialize``, draws at most once
+    per animation frame, acks each frame drawn (the pacer keeps at most
+    ``MAX_UNACKED`` frames in flight and drops the rest), follows the container's
+    size and shows the title and a disabled stage's error. It imports the view's
+    source from the ``_view_js`` trait and hands it the drawing helpers of
+    ``widgets/draw.js`` (the ``_api_js`` trait) as ``api``.
     """
+
+    _esm = package_dir("widgets") / "protocol.js"
+    _css = package_dir("widgets") / "views.css"
 
     #: unique per widget: views key their per-model state by it (anywidget gives
     #: ``initialize`` and each ``render`` different proxies of one model)
@@ -95,6 +112,9 @@ class StreamView(anywidget.AnyWidget):
     paused = t.Bool(False).tag(sync=True)
     #: the bound stage's parameters, for plugin bundles (e.g. band edges)
     params = t.Dict().tag(sync=True)
+    #: source text of the view module, and of the helpers it receives as ``api``
+    _view_js = t.Unicode("").tag(sync=True)
+    _api_js = t.Unicode("").tag(sync=True)
 
     _autostart = True  # start the pacer on the first feed (tests that call _tick turn it off)
 
@@ -106,7 +126,7 @@ class StreamView(anywidget.AnyWidget):
         info = info if isinstance(info, StreamInfo) else StreamInfo.from_dict(dict(info))
         path = _view_path(view)
         _check_traits(traits)
-        self._esm = _esm_contents(path)
+        self._sources = {"_view_js": view_source(path), "_api_js": view_source(widgets_dir() / "draw.js")}
         if frames is None:
             timeseries = view == "scope" or (view not in VIEWS and info.kind == "timeseries")
             frames = "window" if timeseries else "latest"
@@ -127,8 +147,11 @@ class StreamView(anywidget.AnyWidget):
         self._pacer_error = None
         self._buf = None
         traits.setdefault("log_scale", view == "spectrum")
+        traits.update({name: src.text for name, src in self._sources.items()})
         super().__init__(info=info.to_dict(), view=str(view), title=str(title), fps=float(fps),
                          seconds=float(seconds), stream_id=uuid.uuid4().hex, **traits)
+        for name, src in self._sources.items():  # hot reload: a new text re-imports the view
+            src.subscribe(self, name)
         self._alloc()
         self.on_msg(self._on_msg)
 
@@ -195,6 +218,8 @@ class StreamView(anywidget.AnyWidget):
         """Stop the pacer thread and close the widget."""
         self._closed = True
         self._stop.set()
+        for src in getattr(self, "_sources", {}).values():
+            src.unsubscribe(self)
         pacer = self._pacer
         if pacer is not None and pacer is not threading.current_thread():
             pacer.join(timeout=2.0)
@@ -296,50 +321,6 @@ def _check_traits(traits):
             hint = difflib.get_close_matches(key, _SETTINGS + ("frames", "max_points"), n=1)
             raise TypeError(f"StreamView got an unexpected keyword argument {key!r}"
                             + (f"; did you mean {hint[0]!r}?" if hint else ""))
-
-
-_IMPORT = re.compile(r"^import\s*\{[^}]*\}\s*from\s*['\"]\./([\w.-]+)['\"];?[ \t]*$", re.M)
-_ESM_CACHE: dict = {}
-
-
-def _esm_contents(path: Path):
-    """anywidget file contents of a view, with its ``./x.js`` imports inlined.
-
-    anywidget loads ``_esm`` from text (no URL), so a relative import cannot be
-    resolved by the browser; shared helpers are inlined here instead. A file
-    without such imports is handed to anywidget as a path (it reloads on change
-    when ``ANYWIDGET_HMR=1``).
-    """
-    from anywidget._file_contents import VirtualFileContents
-    from anywidget._util import try_file_contents
-
-    if path in _ESM_CACHE:
-        return _ESM_CACHE[path]
-    main = try_file_contents(path)
-    deps = [path.parent / name for name in _IMPORT.findall(path.read_text(encoding="utf-8"))]
-    for dep in deps:  # a bundle serves files beside it only (a symlink may point anywhere)
-        real = dep.resolve()
-        if real.parent != path.parent.resolve():
-            raise ParameterError(f"StreamView: {path} imports './{dep.name}', which resolves to "
-                                 f"{real}, outside the bundle's folder {path.parent}; a view "
-                                 f"bundle may only import files beside it")
-    if not deps:
-        _ESM_CACHE[path] = main
-        return main
-    parts = [main] + [try_file_contents(p) for p in deps]
-
-    def render(*_):
-        inlined = {}
-        for dep, contents in zip(deps, parts[1:]):
-            inlined[dep.name] = re.sub(r"^export\s+(?!default)", "", str(contents), flags=re.M)
-        return _IMPORT.sub(lambda m: f"// inlined ./{m.group(1)}\n" + inlined[m.group(1)], str(main))
-
-    virtual = VirtualFileContents(render())
-    for contents in parts:
-        if hasattr(contents, "changed"):
-            contents.changed.connect(lambda *_: setattr(virtual, "contents", render()))
-    _ESM_CACHE[path] = virtual
-    return virtual
 
 
 class SocketComm(BaseComm):

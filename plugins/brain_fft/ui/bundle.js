@@ -2,9 +2,10 @@
 // Bars: each band's share of the total power, averaged over channels, with the
 // band's name and Hz range. Heat strip: the same share for every channel.
 //
-// Speaks eegkit's frame protocol (see eegkit/notebook/_widget.py): frames arrive as custom
-// messages {type: "frame", seq, shape: [channels, bands], ...} with one float32
-// buffer; the view acks each frame it draws and draws at most once per animation frame.
+// A view module for eegkit's view host (see widgets/README.md in eegkit): the host
+// receives the frames ({seq, shape: [channels, bands], data: Float32Array, ...}),
+// draws at most once per animation frame, acks, resizes and shows the title and
+// errors; this file only draws. `api` holds eegkit's drawing helpers.
 
 const BANDS = {
   delta: { range: [1, 4], light: "#5c6bc0", dark: "#9fa8da" },
@@ -13,30 +14,6 @@ const BANDS = {
   beta: { range: [13, 30], light: "#fb8c00", dark: "#ffcc80" },
   gamma: { range: [30, 45], light: "#e53935", dark: "#ef9a9a" },
 };
-// per-model state, keyed by the `stream_id` trait (initialize and render get different proxies)
-const STREAMS = new Map();
-
-function asFloat32(buf) {
-  const dv = buf instanceof DataView ? buf : new DataView(buf.buffer ?? buf);
-  if (dv.byteOffset % 4 === 0) return new Float32Array(dv.buffer, dv.byteOffset, dv.byteLength >> 2);
-  return new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength));
-}
-
-function palette(el) {
-  const cs = getComputedStyle(el);
-  const v = (name, fb) => cs.getPropertyValue(name).trim() || fb;
-  const flag = document.body.dataset.jpThemeLight;
-  const dark = flag !== undefined ? flag === "false"
-    : !v("--jp-layout-color0", "") && window.matchMedia && matchMedia("(prefers-color-scheme: dark)").matches;
-  return {
-    dark,
-    fg: v("--jp-ui-font-color1", dark ? "#e0e0e0" : "#212121"),
-    muted: v("--jp-ui-font-color2", dark ? "#a0a0a0" : "#616161"),
-    faint: v("--jp-ui-font-color3", dark ? "#707070" : "#9e9e9e"),
-    track: v("--jp-layout-color2", dark ? "#2a2a2a" : "#eeeeee"),
-    font: v("--jp-ui-font-family", "system-ui, sans-serif"),
-  };
-}
 
 function bandColor(name, i, th) {
   const b = BANDS[String(name).toLowerCase()];
@@ -60,33 +37,14 @@ function bandRanges(model, names) {
   });
 }
 
-const CSS = `
-.bfft { font-family: var(--jp-ui-font-family, system-ui, sans-serif); color: var(--jp-ui-font-color1, #212121);
-  border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 6px; padding: 8px 10px 6px; box-sizing: border-box; }
-.bfft-head { display: flex; align-items: baseline; gap: 10px; font-size: 12px; line-height: 18px; }
-.bfft-title { font-weight: 600; font-size: 14px; }
-.bfft-meta { color: var(--jp-ui-font-color2, #616161); }
-.bfft-note { margin-left: auto; color: var(--jp-ui-font-color2, #616161); }
-.bfft-body { position: relative; }
-.bfft canvas { display: block; width: 100%; }
-.bfft-wait { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
-  color: var(--jp-ui-font-color3, #9e9e9e); font-size: 12px; }
-.bfft-status { position: absolute; left: 0; right: 0; top: 0; padding: 6px 8px; font-size: 12px; white-space: pre-wrap;
-  color: var(--jp-error-color1, #d32f2f); background: var(--jp-error-color3, #fdecea);
-  border: 1px solid var(--jp-error-color2, #f28b82); border-radius: 3px; }
-.bfft-wait[hidden], .bfft-status[hidden] { display: none; }
-.bfft[data-state="disabled"] canvas { opacity: 0.35; }`;
-
-function draw(ctx, frame, w, h, th, model) {
-  const info = model.get("info") || {};
+function drawBands(ctx, frame, { w, h, th, info }, model, api) {
   const [nch, nb] = frame.shape;
   // the info trait and the frames travel separately: after a band change one may
   // arrive before the other, so names always follow the frame's band count
   const axis = info.axis && info.axis.length === nb ? info.axis : [];
   const names = Array.from({ length: nb }, (_, k) => axis[k] || `band ${k + 1}`);
   const d = frame.data;
-  const chans = [];
-  for (let i = 0; i < (info.ch_names || []).length; i += nb) chans.push(info.ch_names[i].replace(/:[^:]*$/, ""));
+  const chans = api.baseNames(info, nb);
 
   // relative power per channel and band, and its mean over channels
   const rel = new Float64Array(nch * nb);
@@ -121,14 +79,14 @@ function draw(ctx, frame, w, h, th, model) {
     const cx = left + slot * (k + 0.5);
     const x = cx - bw / 2;
     ctx.fillStyle = th.track;
-    roundRect(ctx, x, barTop, bw, barH, 4);
+    api.roundRect(ctx, x, barTop, bw, barH, 4);
     ctx.fill();
     const bh = Math.min(barH, (mean[k] / top) * barH);
     const grad = ctx.createLinearGradient(0, barTop + barH - bh, 0, barTop + barH);
     grad.addColorStop(0, colors[k]);
     grad.addColorStop(1, colors[k].startsWith("#") ? colors[k] + (th.dark ? "99" : "bb") : colors[k]);
     ctx.fillStyle = grad;
-    roundRect(ctx, x, barTop + barH - bh, bw, bh, 4);
+    api.roundRect(ctx, x, barTop + barH - bh, bw, bh, 4);
     ctx.fill();
     ctx.fillStyle = th.fg;
     ctx.font = `600 12px ${th.font}`;
@@ -177,106 +135,12 @@ function draw(ctx, frame, w, h, th, model) {
   return used ? `dominant: ${names[best]} (${ranges[best]})` : "no power yet";
 }
 
-function roundRect(ctx, x, y, w, h, r) {
-  r = Math.min(r, w / 2, h / 2);
-  ctx.beginPath();
-  ctx.moveTo(x + r, y);
-  ctx.arcTo(x + w, y, x + w, y + h, r);
-  ctx.arcTo(x + w, y + h, x, y + h, r);
-  ctx.arcTo(x, y + h, x, y, r);
-  ctx.arcTo(x, y, x + w, y, r);
-  ctx.closePath();
+export default function brainWaves({ model, api }) {
+  return {
+    name: "brain_fft",
+    title: "Brain Waves FFT",
+    meta: (info) => `${api.baseNames(info).length} ch · share of band power, mean over channels`,
+    height: () => 300,
+    draw: (ctx, frame, size) => drawBands(ctx, frame, size, model, api),
+  };
 }
-
-export default {
-  initialize({ model }) {
-    const key = model.get("stream_id");
-    const stream = { frame: null, frames: 0, listeners: new Set() };
-    STREAMS.set(key, stream);
-    const onMsg = (msg, buffers) => {
-      if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
-      stream.frame = { ...msg, data: asFloat32(buffers[0]) };
-      stream.frames += 1;
-      stream.listeners.forEach((fn) => fn());
-    };
-    model.on("msg:custom", onMsg);
-    model.send({ type: "ready" });
-    return () => {
-      model.off("msg:custom", onMsg);
-      if (STREAMS.get(key) === stream) STREAMS.delete(key);
-    };
-  },
-
-  render({ model, el }) {
-    if (!document.getElementById("bfft-style")) {
-      const style = document.createElement("style");
-      style.id = "bfft-style";
-      style.textContent = CSS;
-      document.head.appendChild(style);
-    }
-    const stream = STREAMS.get(model.get("stream_id"));
-    const root = document.createElement("div");
-    root.className = "bfft eegkit-view";
-    Object.assign(root.dataset, { frames: "0", draws: "0", lastSeq: "-1", firstValue: "", state: "ok" });
-    root.innerHTML = `<div class="bfft-head"><span class="bfft-title"></span><span class="bfft-meta"></span>
-      <span class="bfft-note"></span></div><div class="bfft-body"><canvas></canvas>
-      <div class="bfft-wait">waiting for band powers…</div><div class="bfft-status" hidden></div></div>`;
-    el.appendChild(root);
-    const $ = (s) => root.querySelector(s);
-    const canvas = $("canvas");
-    const ctx = canvas.getContext("2d");
-    let pending = 0, draws = 0, acked = -1;
-
-    const header = () => {
-      const info = model.get("info") || {};
-      const nb = Math.max(1, (info.axis || []).length);
-      $(".bfft-title").textContent = model.get("title") || "Brain Waves FFT";
-      $(".bfft-meta").textContent = `${(info.ch_names || []).length / nb} ch · share of band power, mean over channels`;
-      const st = model.get("status") || {};
-      root.dataset.state = st.state || "ok";
-      $(".bfft-status").hidden = st.state !== "disabled";
-      $(".bfft-status").textContent = st.state === "disabled" ? `Stage disabled: ${st.error || ""}` : "";
-    };
-    const paint = () => {
-      pending = 0;
-      const w = canvas.parentElement.clientWidth;
-      const frame = stream && stream.frame;
-      if (w <= 0 || !frame) return;
-      const h = model.get("height") || 300;
-      const dpr = window.devicePixelRatio || 1;
-      if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
-        canvas.width = Math.round(w * dpr);
-        canvas.height = Math.round(h * dpr);
-        canvas.style.height = `${h}px`;
-      }
-      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-      ctx.clearRect(0, 0, w, h);
-      $(".bfft-note").textContent = draw(ctx, frame, w, h, palette(root), model);
-      $(".bfft-wait").hidden = true;
-      root.dataset.draws = String(++draws);
-      root.dataset.lastSeq = String(frame.seq);
-      const first = frame.data.find((x) => Number.isFinite(x));
-      root.dataset.firstValue = first === undefined ? "" : String(first);
-      if (frame.seq !== acked) {
-        acked = frame.seq;
-        model.send({ type: "ack", seq: frame.seq });
-      }
-    };
-    const request = () => { if (!pending) pending = requestAnimationFrame(paint); };
-    const onFrame = () => { root.dataset.frames = String(stream.frames); request(); };
-    const onTraits = () => { header(); request(); };
-    const traits = ["info", "title", "status", "params", "height"];
-    if (stream) stream.listeners.add(onFrame);
-    traits.forEach((t) => model.on(`change:${t}`, onTraits));
-    const resize = new ResizeObserver(request);
-    resize.observe(root);
-    header();
-    if (stream && stream.frame) onFrame();
-    return () => {
-      if (stream) stream.listeners.delete(onFrame);
-      traits.forEach((t) => model.off(`change:${t}`, onTraits));
-      resize.disconnect();
-      if (pending) cancelAnimationFrame(pending);
-    };
-  },
-};

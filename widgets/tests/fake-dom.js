@@ -1,0 +1,100 @@
+// Just enough of a browser for the view host (protocol.js) in node: elements, a
+// canvas whose 2D context records every call, animation frames run by hand, resize
+// observers fired by hand. Install before mounting a view.
+
+export class FakeElement {
+  constructor(tag) {
+    this.tagName = tag.toUpperCase();
+    this.children = [];
+    this.parentElement = null;
+    this.dataset = {};
+    this.style = {};
+    this.className = "";
+    this.textContent = "";
+    this.hidden = false;
+    this.clientWidth = 0;
+    this.width = 300; // canvas defaults
+    this.height = 150;
+    this.context = null;
+  }
+
+  appendChild(child) {
+    child.parentElement = this;
+    this.children.push(child);
+    return child;
+  }
+
+  getContext(kind) {
+    if (kind !== "2d") throw new Error(`fake canvas: no ${kind} context`);
+    this.context ??= recordingContext();
+    return this.context;
+  }
+}
+
+// A 2D context that records method calls and property sets in `calls`.
+export function recordingContext() {
+  const calls = [];
+  const props = { font: "10px sans-serif", globalAlpha: 1 };
+  const special = {
+    measureText: (text) => ({ width: String(text).length * 6 }),
+    createLinearGradient: () => ({ addColorStop() {} }),
+  };
+  return new Proxy({}, {
+    get(_, key) {
+      if (key === "calls") return calls;
+      if (key in special) return (...args) => { calls.push([key, ...args]); return special[key](...args); };
+      if (key in props) return props[key];
+      return (...args) => { calls.push([key, ...args]); };
+    },
+    set(_, key, value) {
+      props[key] = value;
+      calls.push(["set", key, value]);
+      return true;
+    },
+  });
+}
+
+export function installFakeDom({ width = 600 } = {}) {
+  const frames = new Map();
+  let nextFrame = 1;
+  const observers = [];
+  const body = new FakeElement("body");
+  const dom = {
+    body,
+    width,
+    observers,
+    pendingFrames: () => frames.size,
+    // run the callbacks of one animation frame (as the browser does before painting)
+    flushFrame() {
+      const due = [...frames.values()];
+      frames.clear();
+      due.forEach((fn) => fn(performance.now()));
+      return due.length;
+    },
+    resizeAll() { observers.forEach((o) => o.fire()); },
+  };
+  globalThis.document = {
+    body,
+    head: new FakeElement("head"),
+    createElement(tag) {
+      const e = new FakeElement(tag);
+      if (tag === "div") Object.defineProperty(e, "clientWidth", { get: () => dom.width });
+      return e;
+    },
+    getElementById: () => null,
+  };
+  globalThis.getComputedStyle = () => ({ getPropertyValue: () => "" });
+  globalThis.requestAnimationFrame = (fn) => { const id = nextFrame++; frames.set(id, fn); return id; };
+  globalThis.cancelAnimationFrame = (id) => { frames.delete(id); };
+  globalThis.ResizeObserver = class {
+    constructor(fn) { this.fn = fn; this.targets = []; observers.push(this); }
+    observe(el) { this.targets.push(el); }
+    disconnect() { this.targets = []; }
+    fire() { if (this.targets.length) this.fn([]); }
+  };
+  globalThis.MutationObserver = class {
+    observe() {}
+    disconnect() {}
+  };
+  return dom;
+}
