@@ -48,14 +48,17 @@ def test_new_plugin_with_ui_and_path(tmp_path, cache_env):
     manifest = read_manifest(folder, expected_name="viewed")
     assert manifest.ui_bundle == (folder / "ui" / "bundle.js").resolve()
     assert manifest.stages[0].view == "ui"
-    assert "msg:custom" in manifest.ui_bundle.read_text() and "ack" in manifest.ui_bundle.read_text()
+    source = manifest.ui_bundle.read_text()
+    assert "export default function view({ model, api })" in source and "import " not in source
+    assert 'title: "viewed: peak-to-peak amplitude per channel"' in source
+    assert "msg:custom" not in source  # the view host speaks the frame protocol, the bundle only draws
     env = dict(cache_env, EEGKIT_PLUGINS_PATH=str(where))
     checked = eegkit_cli("plugins", "check", "viewed", "--no-tests", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     from eegkit.notebook._widget import StreamView
 
     view = StreamView(StreamInfo(250.0, ["Cz"]), view=str(manifest.ui_bundle))
-    assert "export default" in view._esm
+    assert view._view_js == source and view.frames == "window"
     view.close()
 
 

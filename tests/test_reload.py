@@ -355,20 +355,21 @@ def test_an_isolated_stage_reloads_into_a_new_child_and_keeps_its_state(setup_li
 
 
 def test_a_ui_bundle_edit_refreshes_its_view(tmp_path, monkeypatch, setup_live):
-    """anywidget re-reads an ``_esm`` file path when ANYWIDGET_HMR=1; the watcher reports it."""
+    """With ANYWIDGET_HMR=1 a view follows its bundle file (the view host re-imports it);
+    the watcher reports the edit."""
     monkeypatch.setenv("ANYWIDGET_HMR", "1")
     from eegkit.notebook._widget import StreamView
 
     root, p = setup_live
     bundle = root / "live" / "ui" / "bundle.js"
     bundle.parent.mkdir()
-    bundle.write_text("export default { render({ el }) { el.textContent = 'v1'; } };\n")
+    bundle.write_text("export default () => ({ name: 'v1', draw() {} });\n")
     view = StreamView(INFO, view=str(bundle))
     watcher = p.watch()
     try:
-        assert "v1" in view._esm
-        bundle.write_text("export default { render({ el }) { el.textContent = 'v2'; } };\n")
-        assert wait_for(lambda: "v2" in view._esm)
+        assert "v1" in view._view_js
+        bundle.write_text("export default () => ({ name: 'v2', draw() {} });\n")
+        assert wait_for(lambda: "v2" in view._view_js)
         wait_event(watcher, "ui", "live")
     finally:
         p.watch(False)

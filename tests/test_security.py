@@ -194,28 +194,25 @@ def test_pipeline_json_cannot_import_or_run_anything(tmp_path, outside, monkeypa
 
 # -- view bundles -------------------------------------------------------------------------
 @posix_only
-def test_view_bundle_serves_only_files_beside_it(tmp_path, outside):
-    """The dashboard inlines a bundle's ``import {..} from './x.js'``: a helper that is
-    a symlink out of the bundle's folder is refused, not served."""
+def test_view_bundle_serves_no_file_but_itself(tmp_path, outside):
+    """A view bundle travels as its own text; an ``import .. from './x.js'`` (which could
+    reach a symlink out of the plugin) is refused, so no other file is ever sent."""
     pytest.importorskip("anywidget")
     from eegkit.notebook._widget import StreamView
 
     folder = plugin(tmp_path / "plugins")
+    (outside / "secret.js").write_text("export function draw() { /* outside */ }\n")
+    os.symlink(outside / "secret.js", folder / "ui" / "helper.js")
     (folder / "ui" / "bundle.js").write_text(
-        "import { draw } from './helper.js';\nexport default { render() { draw(); } };\n")
-    (folder / "ui" / "helper.js").write_text("export function draw() {}\n")
+        "import { draw } from './helper.js';\nexport default () => ({ draw });\n")
     info = eegkit.StreamInfo(250.0, ["a", "b"])
     manifest = read_manifest(folder)
+    with pytest.raises(ParameterError, match=r"imports a relative file"):
+        StreamView(info, view=str(manifest.ui_bundle))
+    (folder / "ui" / "bundle.js").write_text("export default () => ({ draw() {} });\n")
     view = StreamView(info, view=str(manifest.ui_bundle))
-    assert "function draw()" in str(view._esm)
+    assert "outside" not in view._view_js + view._api_js + str(view._esm)
     view.close()
-    (outside / "secret.js").write_text("export function draw() { /* outside */ }\n")
-    (folder / "ui" / "helper.js").unlink()
-    os.symlink(outside / "secret.js", folder / "ui" / "helper.js")
-    other = folder / "ui" / "other.js"  # a new path: the widget caches by path
-    other.write_text((folder / "ui" / "bundle.js").read_text())
-    with pytest.raises(ParameterError, match=r"imports './helper.js'.*outside the bundle's folder"):
-        StreamView(info, view=str(other))
 
 
 # -- unsafe permissions -------------------------------------------------------------------

@@ -54,22 +54,36 @@ def expected_minmax(x, end, step, n_buckets):
 
 
 # -- view files ---------------------------------------------------------------------
-def test_builtin_view_files_exist_and_inline_their_shared_helpers():
+def test_every_view_is_the_host_module_plus_its_view_source():
+    host = (widgets_dir() / "protocol.js").read_text()
+    api = (widgets_dir() / "draw.js").read_text()
     for name in ("scope", "spectrum", "bars"):
-        assert (widgets_dir() / f"{name}.js").is_file()
-        esm = str(StreamView(StreamInfo(100.0, ["a"]), view=name)._esm)
-        assert "./_common.js" not in esm.split("// inlined ./_common.js")[1]
-        assert "function mountView" in esm and "msg:custom" in esm
-        assert esm.count("export default") == 1
-        assert "\nexport function attachStream" not in esm  # common exports were made local
+        view = StreamView(StreamInfo(100.0, ["a"]), view=name)
+        source = (widgets_dir() / f"{name}.js").read_text()
+        assert str(view._esm) == host and "msg:custom" in host
+        assert view._view_js == source and view._api_js == api
+        assert "import " not in source and "export default function" in source
+        assert "msg:custom" not in source and "model.send" not in source  # the host speaks the protocol
+        assert {"_view_js", "_api_js"} <= set(view.keys)           # synced to the browser
+        view.close()
 
 
-def test_bundle_path_is_loaded_as_is(tmp_path):
+def test_bundle_path_is_sent_as_its_source(tmp_path):
     bundle = tmp_path / "bundle.js"
-    bundle.write_text("export default { render({ el }) { el.textContent = 'hi'; } };\n")
+    bundle.write_text("export default () => ({ draw() { return 'hi'; } });\n")
     view = StreamView(StreamInfo(10.0, ["a"]), view=str(bundle))
-    assert str(view._esm) == bundle.read_text()
+    assert view._view_js == bundle.read_text()
+    assert str(view._esm) == (widgets_dir() / "protocol.js").read_text()
     assert view.frames == "window"
+    view.close()
+
+
+def test_a_view_module_that_imports_a_file_is_refused(tmp_path):
+    bundle = tmp_path / "bundle.js"
+    bundle.write_text('import { draw } from "./helper.js";\nexport default () => ({ draw });\n')
+    with pytest.raises(ParameterError, match=r"bundle.js' imports a relative file .*use the helpers it "
+                                             r"receives as `api`"):
+        StreamView(StreamInfo(10.0, ["a"]), view=str(bundle))
 
 
 def test_bad_arguments_name_the_culprit(tmp_path):
@@ -368,19 +382,23 @@ def test_views_fed_by_pipeline_taps(make_view):
     assert content["first_sample"] == bands.shape[1] - 1
 
 
-def test_view_files_reload_on_change_with_hmr(tmp_path, monkeypatch):
+def test_view_file_edits_reach_open_views_with_hmr(tmp_path, monkeypatch):
     pytest.importorskip("watchfiles")
     monkeypatch.setenv("ANYWIDGET_HMR", "1")
-    (tmp_path / "_helper.js").write_text("export const LABEL = 'one';\n")
     bundle = tmp_path / "view.js"
-    bundle.write_text('import { LABEL } from "./_helper.js";\n'
-                      "export default { render({ el }) { el.textContent = LABEL; } };\n")
-    view = StreamView(StreamInfo(10.0, ["a"]), view=str(bundle))
-    assert "const LABEL = 'one';" in view._esm
-    time.sleep(0.3)  # let the watcher threads start
-    (tmp_path / "_helper.js").write_text("export const LABEL = 'two';\n")
-    deadline = time.monotonic() + 10
-    while "'two'" not in view._esm and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "const LABEL = 'two';" in view._esm and "import {" not in view._esm
-    view.close()
+    bundle.write_text("export default () => ({ name: 'one', draw() {} });\n")
+    views = [StreamView(StreamInfo(10.0, ["a"]), view=str(bundle)) for _ in range(2)]
+    comm = views[0].comm = SocketComm(views[0])
+    try:
+        assert all("'one'" in v._view_js for v in views)
+        time.sleep(0.3)  # let the watcher thread start
+        bundle.write_text("export default () => ({ name: 'two', draw() {} });\n")
+        deadline = time.monotonic() + 10
+        while not all("'two'" in v._view_js for v in views) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(v._view_js == bundle.read_text() for v in views)
+        assert {"_view_js": bundle.read_text()} in [state for state, _ in comm.recv("update")]
+    finally:
+        for v in views:
+            v.close()
+        comm.shutdown()

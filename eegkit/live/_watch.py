@@ -46,8 +46,8 @@ class Watcher:
       ``latency_s`` (file saved → new code live), ``detect_s`` (saved → noticed);
     - ``"added"`` / ``"removed"``: a plugin folder appeared or went away;
     - ``"ui"``: a plugin's ``ui/`` file changed. Views re-render by themselves when
-      ``ANYWIDGET_HMR=1`` was set before they were created (anywidget watches
-      the ``_esm`` file); :meth:`start` sets it when it is unset, so views created
+      ``ANYWIDGET_HMR=1`` was set before they were created (each StreamView follows
+      its view file); :meth:`start` sets it when it is unset, so views created
       after hot reload is turned on follow their bundle. Otherwise display the view again.
     """
 
