@@ -61,7 +61,7 @@ def new_plugin(name: str, path=None, ui: bool = False) -> Path:
         "__API__": f"{HOST_API[0]}.{HOST_API[1]}",
         "__VIEW__": "ui" if ui else "scope",
         "__UI__": '\n[ui]\nbundle = "ui/bundle.js"' if ui else "",
-        "__UI_ROW__": "| `ui/bundle.js` | the stage's view in a notebook (an anywidget module) |\n"
+        "__UI_ROW__": "| `ui/bundle.js` | the stage's view in a notebook (a view module: it only draws) |\n"
                       if ui else "",
     }
     files = dict(FILES, **(UI_FILES if ui else {}))

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "01_quickstart.ipynb"
 ARTIFACTS = REPO / "test-artifacts"
 VIEWS = {"scope": ".eegkit-view.eegkit-scope", "spectrum": ".eegkit-view.eegkit-spectrum",
-         "bundle": ".eegkit-view.bfft"}
+         "bundle": ".eegkit-view.eegkit-brain_fft"}
 
 OUTPUTS_JS = """() => {
   const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
@@ -42,8 +42,8 @@ OUTPUTS_JS = """() => {
 
 COUNTERS_JS = """(sel) => Array.from(document.querySelectorAll(sel)).map((el) => ({
   frames: +el.dataset.frames, draws: +el.dataset.draws, state: el.dataset.state,
-  note: (el.querySelector('.eegkit-note, .bfft-note') || {}).textContent || '',
-  meta: (el.querySelector('.eegkit-meta, .bfft-meta') || {}).textContent || '',
+  note: (el.querySelector(".eegkit-note") || {}).textContent || '',
+  meta: (el.querySelector(".eegkit-meta") || {}).textContent || '',
   width: el.getBoundingClientRect().width }))"""
 
 

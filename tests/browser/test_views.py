@@ -3,8 +3,8 @@
 A notebook creates a scope (19 and 64 channels), a spectrum, band-power bars and
 the brain_fft "Brain Waves FFT" bundle, and feeds them synthetic EEG from a
 background thread. The page must receive and draw frames for every view, ack
-them, show a disabled stage's error, follow the dark theme, and log no console
-errors. Screenshots go to test-artifacts/.
+them, replace a view whose source changes (hot reload), show a disabled stage's
+error, follow the dark theme, and log no console errors. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ feeder.start()
 DISPLAY = "display(scope)\ndisplay(spectrum)\ndisplay(bars)\ndisplay(fft)\ndisplay(scope64)"
 
 ROOTS = {"scope": ".eegkit-scope >> nth=0", "spectrum": ".eegkit-spectrum", "bars": ".eegkit-bars",
-         "fft": ".bfft", "scope64": ".eegkit-scope >> nth=1"}
+         "fft": ".eegkit-brain_fft", "scope64": ".eegkit-scope >> nth=1"}
 
 COUNTERS_JS = """() => Array.from(document.querySelectorAll('.eegkit-view')).map(e => ({
   cls: e.className, frames: +e.dataset.frames, draws: +e.dataset.draws,
@@ -168,6 +168,16 @@ def test_views_receive_and_draw_frames(lab):
 
         for name, sel in ROOTS.items():
             page.locator(sel).screenshot(path=str(ARTIFACTS / f"view_{name}.png"))
+
+        # hot reload: a new view source replaces the view in place and frames keep coming
+        kernel_exec(page, "fft._view_js = fft._view_js.replace('share of band power', 'edited: share')")
+        page.wait_for_function("""() => {
+            const e = document.querySelector('.eegkit-brain_fft');
+            return e.dataset.views === '2' && e.querySelector('.eegkit-meta').textContent.includes('edited: share');
+        }""", timeout=10_000)
+        seq = int(page.locator(ROOTS["fft"]).get_attribute("data-last-seq"))
+        page.wait_for_function("(seq) => +document.querySelector('.eegkit-brain_fft').dataset.lastSeq >= seq + 5",
+                               arg=seq, timeout=10_000)
 
         # a disabled stage's error is shown in its view
         kernel_exec(page, "bars.set_status('disabled', ValueError("

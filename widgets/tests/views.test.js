@@ -99,3 +99,16 @@ test("the new-plugin --ui template draws a titled, labelled, unit-aware chart th
   assert.equal(out.canvas.style.height, "315px");
   assert.equal(out.canvas.width, 900);
 });
+
+test("the RMS meter written in notebooks/02_write_your_first_plugin.ipynb draws", async () => {
+  const nb = JSON.parse(readFileSync(new URL("../notebooks/02_write_your_first_plugin.ipynb", WIDGETS), "utf8"));
+  const cell = nb.cells.map((c) => [].concat(c.source).join("")).find((s) => s.startsWith("%%writefile {plugin}/ui/bundle.js"));
+  const source = cell.split("\n").slice(1).join("\n");
+  const info = { ch_names: CH.map((c) => `${c}:rms`), sfreq: 5, units: ["V", "V", "V"], kind: "features",
+    axis: ["rms"], axis_values: [0] };
+  const out = await drawOnce(source, info, frameMessage(1, [[12e-6], [20e-6], [7e-6]]));
+  ok(out);
+  assert.equal(out.title, "RMS");
+  for (const t of ["Fz", "20 µV", "7 µV"]) assert.ok(out.texts.includes(t), `${t} in ${out.texts}`);
+  assert.equal(out.note, "full scale 20 µV");
+});
