@@ -16,7 +16,7 @@ NODE = shutil.which("node")
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed (the JS unit tests need node >= 20)")
 def test_widget_js_unit_tests_pass():
-    out = subprocess.run([NODE, "--test", "widgets/tests/"], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([NODE, "--test", "widgets/tests/"], cwd=ROOT, capture_output=True, text=True, check=False,
                          timeout=300)
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
     assert "# fail 0" in out.stdout and "# pass 0" not in out.stdout

@@ -22,7 +22,7 @@ _FILES: dict = {}
 _FILES_LOCK = threading.Lock()
 # a view module gets its helpers as the `api` argument: a relative import cannot be
 # resolved from text, so it is refused up front with a sentence instead of a browser error
-_RELATIVE_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"]\.{1,2}/""", re.M)
+_RELATIVE_IMPORT = re.compile(r"""^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"]\.{1,2}/""", re.MULTILINE)
 
 
 def hmr_enabled() -> bool:
