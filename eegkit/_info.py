@@ -79,14 +79,6 @@ class StreamInfo:
         """Number of rows of a block."""
         return len(self.ch_names)
 
-    @property
-    def base_ch_names(self) -> tuple:
-        """Channel names without the axis suffix (spectrum/features), in order."""
-        if self.kind == "timeseries" or not self.axis:
-            return self.ch_names
-        step = len(self.axis)
-        return tuple(n.rsplit(":", 1)[0] for n in self.ch_names[::step])
-
     def replace(self, **changes) -> "StreamInfo":
         """Return a copy with some fields changed."""
         return dataclasses.replace(self, **changes)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._paths import STAGE_SKIP_DIRS
 from .runtime._pipeline import Pipeline
 from .plugin import PluginManager, package_dir
 
@@ -80,7 +81,7 @@ def soak(seconds_of_data: float = 3600, n_channels: int = 64, sfreq: float = 100
     with tempfile.TemporaryDirectory(prefix="eegkit-soak-") as tmp:
         plugins_dir = Path(tmp) / "plugins"
         shutil.copytree(Path(package_dir("plugins")) / "filters", plugins_dir / "filters",
-                        ignore=shutil.ignore_patterns("tests", "__pycache__"))
+                        ignore=shutil.ignore_patterns(*STAGE_SKIP_DIRS))
         stage_file = plugins_dir / "filters" / "stage.py"
         original = stage_file.read_text(encoding="utf-8")
         manager = PluginManager(paths=[plugins_dir, package_dir("plugins")], entry_points=False)

@@ -81,7 +81,7 @@ def test_help(ip, capsys):
 
 @pytest.mark.parametrize("line, message", [
     ("bogus", "unknown command 'bogus'"),
-    ("statsu", "did you mean 'status'?"),
+    ("statsu", "Did you mean 'status'?"),
     ("plugins extra", "'plugins' takes no arguments"),
     ("status now", "'status' takes no arguments"),
     ("export", "'export' needs PIPELINE and PATH.json"),

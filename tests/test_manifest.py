@@ -49,14 +49,14 @@ mode = { type = "str", default = "a", choices = ["a", "b"] }
 
 
 @pytest.mark.parametrize("extra, words", [
-    ('[stage.params]\nx = { type = "complex", default = 1 }', ["parameter 'x'", "'type' must be one of", "'complex'"]),
+    ('[stage.params]\nx = { type = "complex", default = 1 }', ["parameter 'x'", "invalid value for the 'type' key", "Allowed values are 'int'", "'complex'"]),
     ('[stage.params]\nx = { type = "int", default = 1.5 }', ["parameter 'x'", "expects int", "1.5", "declared default"]),
     ('[stage.params]\nx = { type = "int", default = 50, max = 10 }', ["must be <= 10", "50"]),
     ('[stage.params]\nx = { type = "int" }', ["'default' is required"]),
     ('[stage.params]\nx = { type = "int", default = 1, step = 2 }', ["unknown key(s) ['step']"]),
-    ('view = "oscilloscope"', ["view must be one of", "'oscilloscope'"]),
+    ('view = "oscilloscope"', ["stage 'demo.copy'", "invalid value for the 'view' key", "'scope'", "'oscilloscope'"]),
     ('view = "ui"', ["[ui] bundle"]),
-    ('isolation = "thread"', ["isolation must be one of", "'thread'"]),
+    ('isolation = "thread"', ["invalid value for the 'isolation' key. Allowed values are 'none' and 'process'", "'thread'"]),
     ('colour = "red"', ["unknown key(s) ['colour']", "[[stage]] #1"]),
 ])
 def test_stage_errors_name_the_field(tmp_path, extra, words):

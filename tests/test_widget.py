@@ -88,11 +88,11 @@ def test_a_view_module_that_imports_a_file_is_refused(tmp_path):
 
 def test_bad_arguments_name_the_culprit(tmp_path):
     info = StreamInfo(100.0, ["a"])
-    with pytest.raises(ParameterError, match="did you mean 'scope'"):
+    with pytest.raises(ParameterError, match="Did you mean 'scope'"):
         StreamView(info, view="scop")
     with pytest.raises(ParameterError, match="does not exist"):
         StreamView(info, view=str(tmp_path / "missing.js"))
-    with pytest.raises(TypeError, match="did you mean 'scale'"):
+    with pytest.raises(TypeError, match="Did you mean 'scale'"):
         StreamView(info, scael=2.0)
     with pytest.raises(ParameterError, match="'frames'"):
         StreamView(info, frames="all")

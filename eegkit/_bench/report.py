@@ -31,7 +31,7 @@ def targets(results) -> list:
         st = s32["impls"].get(name) if s32 else None
         add(f"streaming, chunk 32, float64: {name} p99 ≤ 3 × median (wall time)",
             st and st["p99_over_median"], lambda v: v <= 3, "p99 = {:.2f} × median")
-        add(f"… same in thread CPU time (what eegkit controls; not an issue target)",
+        add("… same in thread CPU time (what eegkit controls; not an issue target)",
             st and st["cpu_p99_over_median"], lambda v: v <= 3, "p99 = {:.2f} × median")
     off = [r for r in results.get("offline", ()) if r["dtype"] == "float64"]
     longest = max(off, key=lambda r: r["seconds_of_data"]) if off else None

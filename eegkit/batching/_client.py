@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 
 from ._worker import BATCH_FORMAT, _input_signature, _one_line, _row, run_recording
+from .._check import ensure_int, positive_int
 from .._errors import ParameterError, PipelineError, StageError
-from .._paths import child_env
+from .._paths import child_env, is_skipped
 
 BLOCK = 65536
 RECORDING_EXTS = (".edf", ".bdf", ".gdf", ".fif", ".fif.gz", ".vhdr", ".set", ".cnt")
 MANIFEST_EXTS = (".txt", ".lst", ".list", ".csv", ".tsv")
 PATH_COLUMNS = ("path", "recording", "file", "filename")
 SUMMARY_FIELDS = ("recording", "duration_s", "n_samples", "status", "error", "seconds", "output")
-SHIP_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 SHIP_LIMIT = 50 * 2**20
 HTML_ROWS = 50
 
@@ -138,10 +138,8 @@ def batch(pipeline, inputs, out="eegkit-batch", scheduler=None, workers=None, re
     """
     pipe = load_pipeline(pipeline)
     wanted = _wanted(pipe, stages)
-    if not isinstance(block, int) or isinstance(block, bool) or block < 1:
-        raise ParameterError(f"batch: block must be a positive number of samples, got {block!r}")
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-        raise ParameterError(f"batch: retries must be an integer >= 0, got {retries!r}")
+    block = positive_int(block, "block", "batch", what="a positive number of samples")
+    retries = ensure_int(retries, "retries", "batch", min=0, what="an integer >= 0")
     paths = resolve_inputs(inputs)
     out = Path(out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -320,7 +318,7 @@ def plugin_bundle(pipe) -> dict:
         files = {}
         for p in sorted(Path(root).rglob("*")):
             rel = p.relative_to(root)
-            if any(part in SHIP_SKIP or part.startswith(".") for part in rel.parts) or not p.is_file():
+            if is_skipped(rel.parts) or not p.is_file():  # hidden files stay home too
                 continue
             files[rel.as_posix()] = data = p.read_bytes()
             total += len(data)
@@ -381,8 +379,8 @@ def _connect(scheduler, workers, retries, n_jobs):
     if scheduler:
         client = Client(str(scheduler), timeout="30s")
         return client, [client.close]
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ParameterError(f"batch: workers must be a positive integer, got {workers!r}")
+    if workers is not None:
+        workers = positive_int(workers, "workers", "batch")
     n = workers or max(1, min(os.cpu_count() or 1, n_jobs))
     env = {"PYTHONPATH": child_env()["PYTHONPATH"]}
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):

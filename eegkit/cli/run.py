@@ -32,14 +32,13 @@ def add_parser(sub):
 
 def main(args) -> int:
     from ..notebook._pipeline import Pipeline
-    from .._errors import ParameterError
+    from .._check import positive_int
     from ..sources import parse_source_arg
 
     pipeline = Pipeline.from_json(args.pipeline)
     if args.source:
         pipeline.set_source(parse_source_arg(args.source))
-    if args.chunk < 1:
-        raise ParameterError(f"--chunk must be a positive number of samples, got {args.chunk}")
+    positive_int(args.chunk, "--chunk", what="a positive number of samples")
     source = pipeline.source
     duration = args.duration
     if duration is None and source.n_samples is None:

@@ -17,10 +17,10 @@ from pathlib import Path
 from ..runtime import _registry
 from ._reload import reload_pipeline
 from ..runtime._stage import log_error
+from .._paths import is_skipped
 from ..plugin._discovery import MANIFEST, default_paths
 
 log = logging.getLogger("eegkit")
-_CODE_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 
 
 class Watcher:
@@ -241,7 +241,7 @@ def _kind(rel: Path) -> str:
         return "manifest"
     if parts[0] == "ui":
         return "ui"
-    if any(p in _CODE_SKIP or p.startswith(".") for p in parts[:-1]):
+    if is_skipped(parts[:-1]):
         return "tests" if "tests" in parts[:-1] else "other"
     if rel.suffix == ".py":
         return "code"

@@ -86,10 +86,9 @@ class EegkitMagics(Magics):
         command, rest = args[0], args[1:]
         handler = COMMANDS.get(command)
         if handler is None:
-            import difflib
+            from .._check import did_you_mean
 
-            hint = difflib.get_close_matches(command, list(COMMANDS), n=1)
-            return _usage(f"unknown command {command!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            return _usage(f"unknown command {command!r}.{did_you_mean(command, COMMANDS)}")
         try:
             return handler(self, rest)
         except UsageError as exc:

@@ -11,7 +11,6 @@ travels as source text in a trait and only draws (see ``widgets/README.md``).
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ import numpy as np
 import traitlets as t
 from comm.base_comm import BaseComm
 
+from .._check import check_option, did_you_mean, ensure_int, option_error
 from .._errors import ParameterError
 from .._paths import package_dir
 from ._frames import LatestBuffer, WindowBuffer
@@ -130,13 +130,9 @@ class StreamView(anywidget.AnyWidget):
         if frames is None:
             timeseries = view == "scope" or (view not in VIEWS and info.kind == "timeseries")
             frames = "window" if timeseries else "latest"
-        if frames not in FRAME_MODES:
-            raise ParameterError(f"StreamView: invalid value for the 'frames' parameter. Allowed values "
-                                 f"are {FRAME_MODES}, but got {frames!r} instead.")
-        if int(max_points) < 2:
-            raise ParameterError(f"StreamView: max_points must be at least 2, got {max_points!r}")
-        self.frames = frames
-        self.max_points = int(max_points)
+        self.frames = check_option("frames", frames, FRAME_MODES, "StreamView")
+        self.max_points = ensure_int(max_points, "max_points", "StreamView", min=2,
+                                     what="an integer of at least 2")
         self._lock = threading.Lock()       # buffer: feed vs frame building
         self._send_lock = threading.Lock()  # one frame at a time on the comm
         self._seq = 0        # last frame number sent
@@ -193,9 +189,7 @@ class StreamView(anywidget.AnyWidget):
         error : str or BaseException, optional
             Shown in the view while the stage is disabled.
         """
-        if state not in ("ok", "disabled"):
-            raise ParameterError(f"StreamView.set_status: invalid value for the 'state' parameter. "
-                                 f"Allowed values are 'ok' and 'disabled', but got {state!r} instead.")
+        check_option("state", state, ("ok", "disabled"), "StreamView.set_status")
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
         self.status = {"state": state, "error": None if error is None else str(error)}
@@ -302,10 +296,7 @@ def _view_path(view) -> Path:
         return widgets_dir() / f"{view}.js"
     path = Path(view) if isinstance(view, (str, Path)) else None
     if path is None or path.suffix not in (".js", ".mjs"):
-        hint = difflib.get_close_matches(str(view), VIEWS, n=1)
-        raise ParameterError(f"StreamView: invalid value for the 'view' parameter. Allowed values are "
-                             f"'scope', 'spectrum', 'bars' or the path of a .js bundle, but got {view!r}"
-                             + (f" instead (did you mean {hint[0]!r}?)" if hint else " instead."))
+        raise option_error("view", view, VIEWS, "StreamView", others="the path of a .js bundle")
     if not path.is_file():
         raise ParameterError(f"StreamView: view bundle {str(path)!r} does not exist")
     return path.resolve()
@@ -318,9 +309,8 @@ def _check_traits(traits):
     """Reject unknown keyword arguments with a spelling hint."""
     for key in traits:
         if key not in _SETTINGS:
-            hint = difflib.get_close_matches(key, _SETTINGS + ("frames", "max_points"), n=1)
-            raise TypeError(f"StreamView got an unexpected keyword argument {key!r}"
-                            + (f"; did you mean {hint[0]!r}?" if hint else ""))
+            raise TypeError(f"StreamView got an unexpected keyword argument {key!r}."
+                            + did_you_mean(key, _SETTINGS + ("frames", "max_points")))
 
 
 class SocketComm(BaseComm):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._errors import ApiVersionError, ManifestError
-from .._paths import package_dir
+from .._paths import NOT_CODE_DIRS, package_dir
 from ._manifest import MANIFEST, Manifest, check_api, read_manifest
 
 ENTRY_POINT_GROUP = "eegkit.plugins"
@@ -137,16 +137,13 @@ def inspect_folder(folder: Path, origin: str, expected: str | None) -> PluginRec
     return record
 
 
-_SKIP = {"__pycache__", "node_modules", ".ipynb_checkpoints", ".git"}
-
-
 def unsafe_permissions(folder: Path) -> list:
     """The plugin folder, its sub-folders and files that every user may write (POSIX)."""
     if os.name != "posix":
         return []
     found = []
     for here, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if d not in _SKIP]
+        dirs[:] = [d for d in dirs if d not in NOT_CODE_DIRS]
         for path in [here] + [os.path.join(here, f) for f in files]:
             try:
                 mode = os.stat(path).st_mode
@@ -162,10 +159,7 @@ def _entry_point_folders() -> list:
     import importlib.util
     from importlib.metadata import entry_points
 
-    try:
-        eps = entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # Python < 3.10
-        eps = entry_points().get(ENTRY_POINT_GROUP, [])
+    eps = entry_points(group=ENTRY_POINT_GROUP)
     found = []
     for ep in eps:
         module = ep.value.split(":")[0].strip()

@@ -11,14 +11,13 @@ from pathlib import Path
 
 from .. import _numba
 from .._errors import PluginLoadError
+from .._paths import is_skipped
 from ._manifest import Manifest, StageSpec
 
 _LOCK = threading.RLock()
 # module name -> (content digest, module); numba's cache re-imports a module by name,
 # so each plugin file keeps one stable name for the life of the process.
 _MODULES: dict = {}
-# folders never part of a plugin's code (same list as the files batch ships)
-_SKIP = {"__pycache__", "tests", "node_modules", ".ipynb_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -40,18 +39,13 @@ def module_name(plugin: str, path: Path) -> str:
     return f"eegkit_plugin_{plugin}__{'__'.join(rel.parts)}"
 
 
-def file_digest(path: Path) -> str:
-    """Content hash of a plugin file (edits that keep mtime and size still count)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
 def plugin_sources(manifest: Manifest) -> dict:
     """Every ``.py`` file of a plugin outside ``tests/``: ``{relative posix path: bytes}``."""
     root = manifest.path
     files = {}
     for p in sorted(root.rglob("*.py")):
         rel = p.relative_to(root)
-        if any(part in _SKIP or part.startswith(".") for part in rel.parts[:-1]) or not p.is_file():
+        if is_skipped(rel.parts[:-1]) or not p.is_file():
             continue
         files[rel.as_posix()] = p.read_bytes()
     return files

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 import warnings
 
+from .._check import did_you_mean
 from .._errors import PipelineError
 from ._discovery import discover
 from ._loader import load_stage_code
@@ -87,8 +87,7 @@ class PluginManager:
             if rec is not None and not rec.usable:
                 raise PipelineError(f"{where}: stage type '{stage_type}' comes from plugin "
                                     f"'{plugin}', which is {rec.status}: {rec.message}")
-            hint = difflib.get_close_matches(stage_type, list(self._types), n=1)
-            extra = f" Did you mean '{hint[0]}'?" if hint else ""
+            extra = did_you_mean(stage_type, self._types)
             known = ", ".join(self.stage_types()) or "none"
             raise PipelineError(f"{where}: unknown stage type '{stage_type}'.{extra} "
                                 f"Known stage types: {known}.")

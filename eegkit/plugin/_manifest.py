@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import reprlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._check import check_keys, check_option, short_repr as _r, validate_type
 from .._errors import ApiVersionError, ManifestError
-from ._params import ParamSpec, parse_param
+from ._params import parse_param
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,6 +19,8 @@ else:  # pragma: no cover
 HOST_API = (1, 0)
 MANIFEST = "plugin.toml"
 VIEWS = ("scope", "spectrum", "bars", "ui", "none")
+# how a stage's code runs: in this process, or in a child process fed through shared memory;
+# the one list the manifest, Pipeline.add, the pipeline document and the CLI check against
 ISOLATION = ("none", "process")
 PLUGIN_KEYS = ("name", "version", "api", "description", "authors", "license", "homepage")
 STAGE_KEYS = ("type", "module", "setup", "process", "view", "description", "isolation", "params")
@@ -27,9 +29,6 @@ UI_KEYS = ("bundle",)
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[0-9A-Za-z.]+)?$")
 API_RE = re.compile(r"^(\d+)\.(\d+)$")
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 120
-_r = _REPR.repr  # bounded in length and depth: manifests may hold anything
 
 
 @dataclass(frozen=True)
@@ -174,15 +173,13 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
         if not fn.isidentifier():
             raise ManifestError(f"{where}: {label} {key} must be a function name, got {_r(fn)}")
     view = stage.get("view")
-    if view is not None and view not in VIEWS:
-        raise ManifestError(f"{where}: {label} view must be one of {', '.join(VIEWS)}, got {_r(view)}")
+    if view is not None:
+        check_option("view", view, VIEWS, f"{where}: {label}", what="key", error=ManifestError)
     if view == "ui" and bundle is None:
         raise ManifestError(f"{where}: {label} has view = \"ui\" but the manifest has no "
                             f"[ui] bundle = \"ui/bundle.js\"")
-    isolation = stage.get("isolation", "none")
-    if isolation not in ISOLATION:
-        raise ManifestError(f"{where}: {label} isolation must be one of {', '.join(ISOLATION)}, "
-                            f"got {_r(isolation)}")
+    isolation = check_option("isolation", stage.get("isolation", "none"), ISOLATION,
+                             f"{where}: {label}", what="key", error=ManifestError)
     raw_params = stage.get("params", {})
     if not isinstance(raw_params, dict):
         raise ManifestError(f"{where}: {label} params must be a table")
@@ -193,14 +190,8 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
 
 
 def _check_keys(table, allowed, where, label):
-    unknown = [k for k in table if k not in allowed]
-    if unknown:
-        import difflib
-
-        hints = [difflib.get_close_matches(k, allowed, n=1) for k in unknown]
-        hint = "".join(f" Did you mean '{h[0]}' for '{k}'?" for k, h in zip(unknown, hints) if h)
-        raise ManifestError(f"{where}: unknown key(s) {unknown} in {label}; allowed are "
-                            f"{', '.join(allowed)}.{hint}")
+    """Raise ManifestError for keys of ``table`` (at ``label``) outside ``allowed``."""
+    check_keys(table, allowed, where, within=f" in {label}", error=ManifestError)
 
 
 def _table(doc, key, where):
@@ -216,11 +207,8 @@ def _string(table, key, where, label, default=None):
         if default is not None:
             return default
         raise ManifestError(f"{where}: {label} is missing the required key '{key}'")
-    value = table[key]
-    if not isinstance(value, str):
-        raise ManifestError(f"{where}: {label} {key} must be a string, got "
-                            f"{type(value).__name__} {_r(value)}")
-    return value
+    return validate_type(table[key], str, f"{label} {key}", where, type_name="a string",
+                         error=ManifestError)
 
 
 def _check_name(name, expected, where):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import reprlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from .._check import check_keys, check_option, did_you_mean, short_repr, validate_type
 from .._errors import ManifestError, ParameterError
 
 PARAM_TYPES = ("int", "float", "bool", "str", "list[int]", "list[float]", "list[str]")
@@ -24,7 +24,6 @@ class ParamSpec:
     choices: tuple | None = None
     unit: str = ""
     description: str = ""
-    extra: dict = field(default_factory=dict, compare=False)
 
     def validate(self, value, where: str):
         """Return ``value`` coerced to this parameter's type, or raise ParameterError.
@@ -38,16 +37,17 @@ class ParamSpec:
                 raise ParameterError(f"{label} expects {self.type}, got {_show(value)}")
             out = [_coerce(item_type, v, f"{label}[{i}]") for i, v in enumerate(value)]
             for i, v in enumerate(out):
-                self._check_range(v, f"{label}[{i}]")
+                self._check_range(v, f"{self.name}[{i}]", where)
             return out
         value = _coerce(self.type, value, label)
-        self._check_range(value, label)
+        self._check_range(value, self.name, where)
         return value
 
-    def _check_range(self, value, label):
-        if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(repr(c) for c in self.choices)
-            raise ParameterError(f"{label}: allowed values are {allowed}, got {value!r}")
+    def _check_range(self, value, name, where):
+        """Raise ParameterError unless ``value`` is among the choices and within min/max."""
+        if self.choices is not None:
+            check_option(name, value, self.choices, where)
+        label = f"{where}: parameter '{name}'"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             unit = f" {self.unit}" if self.unit else ""
             if self.min is not None and value < self.min:
@@ -68,16 +68,13 @@ class ParamSpec:
         return d
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 80
-
-
 def _show(value):
-    # reprlib: bounded in length and depth (a value from JSON may be huge or deeply nested)
-    return f"{type(value).__name__} {_REPR.repr(value)}"
+    """Type name and bounded repr of a value, e.g. ``str 'four'``."""
+    return f"{type(value).__name__} {short_repr(value)}"
 
 
 def _coerce(type_name, value, label):
+    """``value`` as ``type_name`` (an integral float becomes an int), or raise ParameterError."""
     if type_name == "bool":
         if isinstance(value, bool):
             return value
@@ -110,24 +107,18 @@ def parse_param(name: str, decl, where: str) -> ParamSpec:
     if not isinstance(decl, dict):
         raise ManifestError(f"{label}: expected a table like "
                             f"{{ type = \"float\", default = 1.0 }}, got {_show(decl)}")
-    unknown = sorted(set(decl) - set(SPEC_KEYS))
-    if unknown:
-        raise ManifestError(f"{label}: unknown key(s) {unknown}; allowed are {', '.join(SPEC_KEYS)}")
-    ptype = decl.get("type")
-    if ptype not in PARAM_TYPES:
-        raise ManifestError(f"{label}: 'type' must be one of {', '.join(PARAM_TYPES)}, got {ptype!r}")
+    check_keys(decl, SPEC_KEYS, label, error=ManifestError)
+    ptype = check_option("type", decl.get("type"), PARAM_TYPES, label, what="key", error=ManifestError)
     if "default" not in decl:
         raise ManifestError(f"{label}: 'default' is required")
     for key in ("min", "max"):
-        v = decl.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise ManifestError(f"{label}: '{key}' must be a number, got {_show(v)}")
-    choices = decl.get("choices")
-    if choices is not None and not isinstance(choices, list):
-        raise ManifestError(f"{label}: 'choices' must be a list, got {_show(choices)}")
+        validate_type(decl.get(key), (int, float, None), f"'{key}'", label, type_name="a number",
+                      error=ManifestError)
+    choices = validate_type(decl.get("choices"), (list, None), "'choices'", label,
+                            type_name="a list", error=ManifestError)
     for key in ("unit", "description"):
-        if not isinstance(decl.get(key, ""), str):
-            raise ManifestError(f"{label}: '{key}' must be a string, got {_show(decl[key])}")
+        validate_type(decl.get(key, ""), str, f"'{key}'", label, type_name="a string",
+                      error=ManifestError)
     spec = ParamSpec(name=name, type=ptype, default=decl["default"], min=decl.get("min"),
                      max=decl.get("max"), choices=tuple(choices) if choices is not None else None,
                      unit=decl.get("unit", ""), description=decl.get("description", ""))
@@ -140,17 +131,15 @@ def parse_param(name: str, decl, where: str) -> ParamSpec:
 
 def validate_params(specs: dict, given: dict, where: str) -> dict:
     """Check ``given`` against ``specs``; return every parameter with defaults filled in."""
-    import difflib
-
     for key in given:
         if key not in specs:
-            hint = difflib.get_close_matches(key, list(specs), n=1)
             allowed = ", ".join(specs) or "none"
-            extra = f" Did you mean '{hint[0]}'?" if hint else ""
-            raise ParameterError(f"{where}: unknown parameter '{key}'; allowed are {allowed}.{extra}")
+            raise ParameterError(f"{where}: unknown parameter {short_repr(key)}; allowed are "
+                                 f"{allowed}.{did_you_mean(key, specs)}")
     return {name: spec.validate(given[name], where) if name in given else _copy(spec.default)
             for name, spec in specs.items()}
 
 
 def _copy(value):
+    """A list default copied, so one stage's list never aliases another's."""
     return list(value) if isinstance(value, list) else value

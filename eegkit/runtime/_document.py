@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import reprlib
 import warnings
 from pathlib import Path
 
+from .._check import check_keys, check_option, ensure_int, short_repr as _r
 from .._errors import ParameterError, PipelineError
 from ..plugin import default_manager, validate_params
+from ..plugin._manifest import ISOLATION
 
 FORMAT = 1
 TOP_KEYS = ("eegkit_pipeline", "name", "description", "source", "stages", "sinks")
@@ -102,8 +103,7 @@ def validate(doc, plugins=None, where: str = "pipeline") -> list:
     if version is None:
         raise PipelineError(f"{where}: missing \"eegkit_pipeline\": {FORMAT} (the format version); "
                             f"is this an eegkit pipeline file?")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise PipelineError(f"{where}: \"eegkit_pipeline\" must be the integer {FORMAT}, got {_r(version)}")
+    ensure_int(version, '"eegkit_pipeline"', where, what=f"the integer {FORMAT}", error=PipelineError)
     if version != FORMAT:
         newer = " (written by a newer eegkit)" if version > FORMAT else ""
         raise PipelineError(f"{where}: pipeline format {version}{newer}; this eegkit reads format {FORMAT}")
@@ -159,9 +159,8 @@ def _validate_stage(stage, i, ids, plugins, where):
     if not isinstance(params, dict):
         raise PipelineError(f"{label}: \"params\" must be an object, got {_kind(params)}")
     validate_params(spec.params, params, f"{label} ({stype})")
-    isolation = stage.get("isolation", spec.isolation)
-    if isolation not in ("none", "process"):
-        raise PipelineError(f"{label}: \"isolation\" must be \"none\" or \"process\", got {_r(isolation)}")
+    isolation = check_option("isolation", stage.get("isolation", spec.isolation), ISOLATION, label,
+                             what="key", error=PipelineError)
     timeout = stage.get("isolation_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout > 0 or isolation != "process"):
@@ -240,27 +239,14 @@ def _prefixed(fn, arg, label):
 
 
 def _keys(obj, allowed, label):
-    unknown = [k for k in obj if k not in allowed]
-    if unknown:
-        import difflib
-
-        hint = "".join(f" Did you mean '{h[0]}' for '{k}'?" for k in unknown
-                       if (h := difflib.get_close_matches(str(k), allowed, n=1)))
-        raise PipelineError(f"{label}: unknown key(s) {unknown}; allowed are "
-                            f"{', '.join(allowed)}.{hint}")
+    """Raise PipelineError for keys of ``obj`` outside ``allowed``."""
+    check_keys(obj, allowed, label, error=PipelineError)
 
 
 def _no_constant(name):
     raise ValueError(f"{name} is not valid JSON (write numbers, or null)")
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = 60
-
-
 def _kind(value):
-    # reprlib: bounded in length and depth (a document may be huge or deeply nested)
+    """Type name and bounded repr of a value, e.g. ``list [1, 2]``."""
     return f"{type(value).__name__} {_r(value)}"
-
-
-_r = _REPR.repr

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._check import check_option
 from .._errors import ParameterError, StageError
 from .._paths import child_env
+from ..plugin._manifest import ISOLATION
 
-ISOLATION = ("none", "process")
 DEFAULT_TIMEOUT = 1.0    # s per chunk; EEGKIT_ISOLATION_TIMEOUT overrides
 SETUP_TIMEOUT = 120.0    # s to start the child, import the plugin and compile
 MIN_SAMPLES = 1024       # initial shared-memory capacity, in samples per channel
@@ -71,10 +72,8 @@ def load_code(plugins, stage_type: str, where: str, isolation=None, timeout=None
         Per-chunk deadline in seconds of an isolated stage.
     """
     _, spec = plugins.spec(stage_type, where)
-    mode = spec.isolation if isolation is None else isolation
-    if mode not in ISOLATION:
-        raise ParameterError(f"{where}: invalid value for the 'isolation' parameter. Allowed values "
-                             f"are 'none' and 'process', but got {mode!r} instead.")
+    mode = check_option("isolation", spec.isolation if isolation is None else isolation,
+                        ISOLATION, where)
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ParameterError(f"{where}: isolation_timeout must be a positive number of seconds, "
@@ -496,7 +495,7 @@ def overhead(n_channels: int = 64, chunk: int = 32, n: int = 2000, dtype: str = 
     info = StreamInfo(250.0, [f"ch{i}" for i in range(n_channels)], dtype=dtype)
     x = np.random.default_rng(0).standard_normal((n_channels, chunk)).astype(dtype)
     result = {"n_channels": n_channels, "chunk": chunk, "n": n, "dtype": dtype}
-    for mode in ("none", "process"):
+    for mode in ISOLATION:
         pipe = Pipeline(plugins=manager)
         stage = pipe.add("isolation_probe.touch", id="probe", isolation=mode)
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from .._check import positive_int
 from .._errors import ParameterError
 from ..sinks import make_sink
 
@@ -122,8 +123,7 @@ class Feed:
 def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
                collect=True, progress=None, progress_every: float = 0.5) -> dict:
     """See :meth:`Pipeline.run`."""
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ParameterError(f"chunk must be a positive number of samples, got {chunk!r}")
+    chunk = positive_int(chunk, "chunk", what="a positive number of samples")
     source = pipeline.source
     info = source.info
     total = source.n_samples

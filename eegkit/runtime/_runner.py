@@ -19,6 +19,7 @@ import weakref
 
 import numpy as np
 
+from .._check import check_option, positive_int
 from .._errors import ParameterError, PipelineError
 from ._run import Blocks, Feed
 
@@ -42,14 +43,9 @@ class Runner:
 
     def __init__(self, pipeline, chunk=32, realtime=True, duration=None,
                  overrun="drop-oldest", queue_chunks=64):
-        if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise ParameterError(f"start(): chunk must be a positive number of samples, got {chunk!r}")
-        if overrun not in OVERRUN:
-            raise ParameterError(f"start(): invalid value for the 'overrun' parameter. Allowed values "
-                                 f"are 'drop-oldest' and 'block', but got {overrun!r} instead.")
-        if (isinstance(queue_chunks, bool) or not isinstance(queue_chunks, (int, np.integer))
-                or queue_chunks < 1):
-            raise ParameterError(f"start(): queue_chunks must be a positive integer, got {queue_chunks!r}")
+        chunk = positive_int(chunk, "chunk", "start()", what="a positive number of samples")
+        check_option("overrun", overrun, OVERRUN, "start()")
+        queue_chunks = positive_int(queue_chunks, "queue_chunks", "start()")
         if duration is not None:
             try:
                 duration = float(duration)

@@ -9,7 +9,7 @@ import traceback
 
 import numpy as np
 
-from .._errors import ParameterError, StageError
+from .._errors import StageError
 from .._info import StreamInfo
 from ..plugin import validate_params
 
@@ -322,9 +322,3 @@ class Stage:
 
 class _WarmupError(Exception):
     """The kernel failed on its warm-up call (usually a numba typing error)."""
-
-
-def check_params_type(params, where):
-    """Parameters must be given as a mapping."""
-    if not isinstance(params, dict):
-        raise ParameterError(f"{where}: params must be an object/dict, got {type(params).__name__}")

@@ -5,12 +5,12 @@ In pipeline JSON: ``{"type": NAME, "input": STAGE_ID, "params": {...}}``.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 
 import numpy as np
 
+from .._check import did_you_mean
 from .._errors import EegkitError, ParameterError, PipelineError
 from .._info import StreamInfo
 
@@ -79,10 +79,8 @@ class NpzSink(Sink):
 def sink_class(type_name: str):
     """Return the class registered for ``type_name``."""
     if type_name not in SINK_TYPES:
-        hint = difflib.get_close_matches(str(type_name), SINK_TYPES, n=1)
-        extra = f" Did you mean '{hint[0]}'?" if hint else ""
         raise PipelineError(f"unknown sink type {type_name!r}; known types are "
-                            f"{', '.join(sorted(SINK_TYPES))}.{extra}")
+                            f"{', '.join(sorted(SINK_TYPES))}.{did_you_mean(type_name, SINK_TYPES)}")
     module, cls = SINK_TYPES[type_name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -94,7 +92,8 @@ def make_sink(type_name: str, params: dict, where: str = "sink") -> Sink:
     for key in params:
         if key not in allowed:
             raise ParameterError(f"{where}: unknown parameter {key!r} for sink type "
-                                 f"'{type_name}'; allowed are {', '.join(allowed)}")
+                                 f"'{type_name}'; allowed are {', '.join(allowed)}."
+                                 f"{did_you_mean(key, allowed)}")
     try:
         return cls(**params)
     except ParameterError as exc:

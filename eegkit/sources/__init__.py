@@ -6,10 +6,10 @@ command line as ``NAME`` or ``NAME:ARG`` (see :func:`parse_source_arg`).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 
+from .._check import check_keys, did_you_mean
 from .._errors import EegkitError, ParameterError, PipelineError
 from ._base import ArraySource, Source
 
@@ -27,11 +27,9 @@ SHORT_ARG = {"file": "path", "lsl": "name", "brainflow": "board_id"}
 def source_class(type_name: str):
     """Return the class registered for ``type_name``."""
     if type_name not in SOURCE_TYPES:
-        hint = difflib.get_close_matches(str(type_name), SOURCE_TYPES, n=1)
-        extra = f" Did you mean '{hint[0]}'?" if hint else ""
         raise PipelineError(
             f"unknown source type {type_name!r}; known types are "
-            f"{', '.join(sorted(SOURCE_TYPES))}.{extra}")
+            f"{', '.join(sorted(SOURCE_TYPES))}.{did_you_mean(type_name, SOURCE_TYPES)}")
     module, cls = SOURCE_TYPES[type_name].split(":")
     return getattr(importlib.import_module(module), cls)
 
@@ -45,9 +43,7 @@ def make_source(spec: dict, where: str = "source", connect: bool = True):
     """
     if not isinstance(spec, dict):
         raise PipelineError(f"{where}: expected an object with 'type' and 'params', got {spec!r}")
-    unknown = set(spec) - {"type", "params"}
-    if unknown:
-        raise PipelineError(f"{where}: unknown key(s) {sorted(unknown)}; allowed are 'type' and 'params'")
+    check_keys(spec, ("type", "params"), where, error=PipelineError)
     if not isinstance(spec.get("type"), str):
         raise PipelineError(f"{where}.type: expected a string, got {spec.get('type')!r}")
     params = spec.get("params", {})
@@ -58,11 +54,9 @@ def make_source(spec: dict, where: str = "source", connect: bool = True):
     allowed = [p for p in sig.parameters if p != "self"]
     for key in params:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, allowed, n=1)
-            extra = f" Did you mean '{hint[0]}'?" if hint else ""
             raise ParameterError(
                 f"{where}: unknown parameter {key!r} for source type '{spec['type']}'; "
-                f"allowed are {', '.join(allowed)}.{extra}")
+                f"allowed are {', '.join(allowed)}.{did_you_mean(key, allowed)}")
     if not connect and getattr(cls, "live", False):
         return None
     try:

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from .._check import positive_int
 from .._errors import ParameterError, SourceError
 from .._info import StreamInfo
 from .._optional import require
@@ -66,8 +67,7 @@ class LSLSource(Source):
 
     def __init__(self, name=None, type=None, timeout=5.0, max_chunk=1024):
         self._lsl = require("pylsl", "lsl", "LSLSource")
-        if max_chunk is None or int(max_chunk) < 1:
-            raise ParameterError(f"LSLSource: max_chunk must be a positive integer, got {max_chunk!r}")
+        max_chunk = positive_int(max_chunk, "max_chunk", "LSLSource")
         try:
             seconds = float(timeout)
         except (TypeError, ValueError):

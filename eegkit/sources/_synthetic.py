@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import math
 from collections import deque
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 from scipy import signal
 
+from .._check import ensure_int, short_repr
 from .._errors import ParameterError
 from .._info import DTYPES, StreamInfo
 from ._base import Source
@@ -241,9 +242,7 @@ class SyntheticSource(Source):
 
     def read(self, n):
         """Return the next ``min(n, remaining)`` samples as ``(n_channels, k)``."""
-        if isinstance(n, bool) or not isinstance(n, Integral) or n < 0:
-            raise ParameterError(_invalid("n", "a non-negative integer", n, where="SyntheticSource.read"))
-        n = int(n)
+        n = _check_int("n", n, 0, "a non-negative integer", where="SyntheticSource.read")
         if self.n_samples is not None:
             n = min(n, self.n_samples - self._pos)
         out = np.empty((self.n_channels, n), dtype=self.dtype)
@@ -347,14 +346,15 @@ def _blink_shape(length: int) -> np.ndarray:
 def _invalid(name, expected, got, where="SyntheticSource"):
     """Error sentence naming the parameter, what was expected and what was received."""
     return (f"{where}: invalid value for the '{name}' parameter: expected {expected}, "
-            f"got {got!r} ({type(got).__name__})")
+            f"got {short_repr(got)} ({type(got).__name__})")
 
 
-def _check_int(name, value, minimum, expected):
-    """Return ``value`` as int if it is an integer >= minimum, else raise."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ParameterError(_invalid(name, expected, value))
-    return int(value)
+def _check_int(name, value, minimum, expected, where="SyntheticSource"):
+    """Return ``value`` as int if it is an integer >= minimum, else raise in this module's wording."""
+    try:
+        return ensure_int(value, name, min=minimum)
+    except ParameterError:  # same check, worded like the real-valued parameters below
+        raise ParameterError(_invalid(name, expected, value, where)) from None
 
 
 def _check_real(name, value, expected, ok):
