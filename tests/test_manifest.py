@@ -34,6 +34,13 @@ def test_minimal_manifest(tmp_path):
     (stage,) = m.stages
     assert stage.type == "demo.copy" and stage.setup == "setup" and stage.process == "process"
     assert stage.module.name == "stage.py" and stage.params == {}
+    assert stage.output is None  # API 1.0: the warm-up call tells
+
+
+@pytest.mark.parametrize("output", ["in-place", "new"])
+def test_declared_output_is_read(tmp_path, output):
+    (stage,) = read_manifest(write(tmp_path, extra=f'output = "{output}"')).stages
+    assert stage.output == output and stage.to_dict()["output"] == output
 
 
 def test_params_parsed_with_defaults_coerced(tmp_path):
@@ -57,6 +64,8 @@ mode = { type = "str", default = "a", choices = ["a", "b"] }
     ('view = "oscilloscope"', ["view must be one of", "'oscilloscope'"]),
     ('view = "ui"', ["[ui] bundle"]),
     ('isolation = "thread"', ["isolation must be one of", "'thread'"]),
+    ('output = "inplace"', ["stage 'demo.copy' output must be one of in-place, new", "'inplace'"]),
+    ('output = true', ["stage 'demo.copy' output must be one of in-place, new", "True"]),
     ('colour = "red"', ["unknown key(s) ['colour']", "[[stage]] #1"]),
 ])
 def test_stage_errors_name_the_field(tmp_path, extra, words):
