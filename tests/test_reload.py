@@ -491,10 +491,10 @@ def test_named_state_is_carried_by_name_over_a_reload(tmp_path, isolation):
 
 def test_named_state_of_another_shape_starts_fresh_with_a_note(setup_live):
     root, p = setup_live
+    p.push(np.ones((2, N)))
     write_named(root)
     [result] = p.reload()
     assert result.ok and result.state == "kept"  # plain tuple -> Setup: the positional guess
-    p.push(np.ones((2, N)))
     write_named(root, shape="(info.n_channels + 1,)")
     [result] = p.reload()
     assert result.ok and result.state == "reset"

@@ -202,7 +202,7 @@ def _initial_state(stage, new):
     if stage.state_names is not None and new.state_names is not None:
         return None  # carried by name
     try:
-        return stage._setup(stage.params)[0]
+        return stage._setup(stage.params).args
     except Exception:  # noqa: BLE001 - then every array counts as running state
         return None
 
