@@ -6,9 +6,10 @@ import hashlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from .. import _numba
 from .._errors import PluginLoadError
@@ -34,12 +35,12 @@ class Code(Protocol):
     spec: StageSpec
     manifest: Manifest
     digest: str                        # content hash of the plugin's code
-    setup: Optional[Callable]          # plain Python; None: the stage has no setup
+    setup: Callable | None             # plain Python; None: the stage has no setup
     process: Callable                  # the kernel, ``process(x, *args)``
-    parallel: Optional[Callable]       # a multi-threaded build of ``process``, or None
+    parallel: Callable | None          # a multi-threaded build of ``process``, or None
     isolation: str                     # "none" | "process"
     isolated: bool                     # True: setup, warm-up and state live elsewhere
-    in_place: Optional[bool]           # isolated code: what its warm-up found; else None
+    in_place: bool | None              # isolated code: what its warm-up found; else None
 
     def get_state(self):
         """``(current, initial, names)`` of state held by the code; None when the Stage holds it."""
@@ -65,11 +66,10 @@ class StageCode:
     parallel: object = None  # a multi-threaded build, for kernels that loop with prange
     isolation: ClassVar[str] = "none"
     isolated: ClassVar[bool] = False
-    in_place: ClassVar[Optional[bool]] = None
+    in_place: ClassVar[bool | None] = None
 
     def get_state(self):
         """None: in-process state is the Stage's own (``stage.state``)."""
-        return None
 
     def set_state(self, items: dict) -> None:
         """Refused: in-process state is the Stage's own (``stage.state``)."""
