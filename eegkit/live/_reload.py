@@ -49,6 +49,8 @@ class ReloadResult:
     ``state`` is ``"kept"`` (running state carried over), ``"reset"`` (re-initialised:
     shapes no longer fit, or the stage was disabled), ``"none"`` (nothing to carry)
     or None (not reloaded). ``swapped_at`` is the wall-clock time of the swap.
+    ``notes`` say what changed on the way: dropped parameters, and for state carried
+    by name (``eegkit.Setup``) each array that started fresh, and why.
     """
 
     stage: str

@@ -43,9 +43,15 @@ class Setup:
 
     Examples
     --------
-    >>> def setup(info, cutoff):
-    ...     sos = design(cutoff, info.sfreq)
-    ...     return eegkit.Setup(coefs=(sos,), state={"zi": np.zeros((len(sos), 2, info.n_channels))})
+    An exponential smoother: one coefficient, one running-state array per channel.
+
+    >>> import numpy as np, eegkit
+    >>> def setup(info, alpha):
+    ...     return eegkit.Setup(coefs=(alpha,), state={"y": np.zeros(info.n_channels)})
+    >>> def process(x, alpha, y):  # process(x, *coefs, *state.values(), *scratch)
+    ...     for i in range(x.shape[1]):
+    ...         y += alpha * (x[:, i] - y)
+    ...         x[:, i] = y
     """
 
     coefs: tuple = ()
