@@ -12,6 +12,7 @@ from ._numba import jit
 from .notebook._pipeline import Pipeline
 from .runtime._stage import Stage
 from .plugin import PluginManager, PluginRecord, list_plugins
+from .plugin._setup import Setup
 from .sinks import Sink
 from .sources import ArraySource, Source, make_source
 
@@ -53,7 +54,7 @@ def load_ipython_extension(ipython):
 
 
 __all__ = [
-    "Pipeline", "Stage", "StreamInfo", "jit", "prange", "list_plugins", "PluginManager", "PluginRecord",
+    "Pipeline", "Stage", "Setup", "StreamInfo", "jit", "prange", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
     "batch", "BatchSummary", "reload", "watch",

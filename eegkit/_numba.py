@@ -92,3 +92,10 @@ def prange_object():
 def is_compiled(fn) -> bool:
     """True when ``fn`` is a numba dispatcher."""
     return hasattr(fn, "py_func") and hasattr(fn, "signatures")
+
+
+def cache_counts(fn) -> tuple:
+    """``(hits, misses)`` of numba's on-disk cache for a compiled ``fn``; ``(0, 0)`` when plain."""
+    if not is_compiled(fn):
+        return 0, 0
+    return sum(fn.stats.cache_hits.values()), sum(fn.stats.cache_misses.values())

@@ -34,6 +34,13 @@ def test_minimal_manifest(tmp_path):
     (stage,) = m.stages
     assert stage.type == "demo.copy" and stage.setup == "setup" and stage.process == "process"
     assert stage.module.name == "stage.py" and stage.params == {}
+    assert stage.output is None  # API 1.0: the warm-up call tells
+
+
+@pytest.mark.parametrize("output", ["in-place", "new"])
+def test_declared_output_is_read(tmp_path, output):
+    (stage,) = read_manifest(write(tmp_path, extra=f'output = "{output}"')).stages
+    assert stage.output == output and stage.to_dict()["output"] == output
 
 
 def test_params_parsed_with_defaults_coerced(tmp_path):
@@ -57,6 +64,8 @@ mode = { type = "str", default = "a", choices = ["a", "b"] }
     ('view = "oscilloscope"', ["stage 'demo.copy'", "invalid value for the 'view' key", "'scope'", "'oscilloscope'"]),
     ('view = "ui"', ["[ui] bundle"]),
     ('isolation = "thread"', ["invalid value for the 'isolation' key. Allowed values are 'none' and 'process'", "'thread'"]),
+    ('output = "inplace"', ["stage 'demo.copy'", "invalid value for the 'output' key. Allowed values are 'in-place' and 'new'", "'inplace'"]),
+    ('output = true', ["stage 'demo.copy'", "invalid value for the 'output' key", "True"]),
     ('colour = "red"', ["unknown key(s) ['colour']", "[[stage]] #1"]),
 ])
 def test_stage_errors_name_the_field(tmp_path, extra, words):
@@ -135,3 +144,24 @@ def test_api_policy(tmp_path):
     major = read_manifest(write(tmp_path, name="major", body=MINIMAL.format(name="major", extra="").replace('api = "1.0"', 'api = "2.1"')))
     with pytest.raises(ApiVersionError, match=r"targets plugin API 2\.1.*speaks plugin API 1\.0"):
         check_api(major)
+
+
+def test_setup_defaults_that_differ_from_the_manifest_are_reported(tmp_path):
+    from eegkit.plugin._params import default_drift
+
+    extra = ('[stage.params]\nfmax = { type = "float", default = 0.0 }\n'
+             'bands = { type = "list[float]", default = [1, 4] }\n'
+             'order = { type = "int", default = 4 }')
+    (stage,) = read_manifest(write(tmp_path, extra=extra)).stages
+
+    def setup(info, fmax=None, bands=(1.0, 4.0), order=4):
+        pass
+
+    def setup_no_defaults(info, fmax, bands):
+        pass
+
+    (drift,) = default_drift(stage.params, setup)
+    assert "setup() has fmax=None but plugin.toml declares default 0.0" in drift
+    (missing,) = default_drift(stage.params, setup_no_defaults)
+    assert "has no parameter 'order', which plugin.toml declares" in missing
+    assert default_drift(stage.params, lambda info, **params: None) == []

@@ -260,3 +260,167 @@ def test_two_changes_before_a_chunk_both_apply_and_taps_keep_them(eeg):
     p.tap("bp", lambda block, first: None)
     p.push(x[:, 10:20])
     assert p["bp"].params["low"] == 2.0 and p["bp"].params["high"] == 30.0
+
+
+# -- the stage contract: eegkit.Setup, declared output ------------------------------------
+CONTRACT_TOML = """[plugin]
+name = "contract"
+version = "0.1.0"
+api = "1.0"
+
+[[stage]]
+type = "contract.tuple"
+module = "stage.py"
+setup = "setup_tuple"
+
+[[stage]]
+type = "contract.named"
+module = "stage.py"
+setup = "setup_named"
+output = "in-place"
+
+[[stage]]
+type = "contract.says_new"
+module = "stage.py"
+setup = "setup_named"
+output = "new"
+
+[[stage]]
+type = "contract.says_in_place"
+module = "stage.py"
+setup = "setup_sum"
+process = "process_sum"
+output = "in-place"
+
+[[stage]]
+type = "contract.sum"
+module = "stage.py"
+setup = "setup_sum"
+process = "process_sum"
+output = "new"
+
+[[stage]]
+type = "contract.scalar_state"
+module = "stage.py"
+setup = "setup_scalar"
+"""
+CONTRACT_PY = """import numpy as np
+import eegkit
+
+
+def setup_tuple(info):
+    return np.array([0.5]), np.zeros(info.n_channels), np.zeros(3)
+
+
+def setup_named(info):
+    return eegkit.Setup(coefs=(np.array([0.5]),), state={"y": np.zeros(info.n_channels)},
+                        scratch=(np.zeros(3),))
+
+
+def process(x, a, y, scratch):
+    for c in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            y[c] += a[0] * (x[c, i] - y[c])
+            x[c, i] = y[c]
+
+
+def setup_sum(info):
+    out = info.expand("features", ["sum"], [0.0], sfreq=info.sfreq)
+    return eegkit.Setup(state={"total": np.zeros(info.n_channels)}, out=out)
+
+
+def process_sum(x, total):
+    for c in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            total[c] += x[c, i]
+    return total.reshape(x.shape[0], 1).copy()
+
+
+def setup_scalar(info):
+    return eegkit.Setup(state={"n": 0})
+"""
+
+
+@pytest.fixture
+def contract(tmp_path):
+    folder = tmp_path / "contract"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text(CONTRACT_TOML)
+    (folder / "stage.py").write_text(CONTRACT_PY)
+    return eegkit.PluginManager(paths=[tmp_path], entry_points=False)
+
+
+def test_setup_structure_gives_the_kernel_the_same_arguments_as_a_tuple(contract, eeg):
+    x, info = eeg
+    p = eegkit.Pipeline(plugins=contract, fuse=False)
+    p.add("contract.tuple", id="t")
+    p.add("contract.named", id="n", input="source")
+    out = p.process(x[:, :500], sfreq=info.sfreq, ch_names=info.ch_names)
+    np.testing.assert_array_equal(out["n"], out["t"])
+    assert p["n"].state_names == {"y": 1} and p["t"].state_names is None
+    assert p["n"].in_place and p["t"].in_place  # declared / found on the warm-up call
+    assert [len(s) for s in (p["n"].state, p["t"].state)] == [3, 3]
+
+
+def test_setup_structure_describes_a_new_output_stream(contract, eeg):
+    x, info = eeg
+    p = eegkit.Pipeline(plugins=contract)
+    p.add("contract.sum", id="sum")
+    out = stream(p, info, x[:, :100], [7])
+    assert p["sum"].status == "ok" and not p["sum"].in_place
+    assert p.info_of("sum").kind == "features" and out["sum"].shape[0] == info.n_channels
+    np.testing.assert_allclose(out["sum"][:, -1], x[:, :100].sum(axis=1))
+
+
+@pytest.mark.parametrize("stage_type, declared, did", [
+    ("contract.says_new", "new", "returned None (worked in place)"),
+    ("contract.says_in_place", "in-place", "returned a new array"),
+])
+def test_a_warm_up_that_contradicts_the_declared_output_disables_the_stage(contract, stage_type,
+                                                                           declared, did):
+    p = eegkit.Pipeline(plugins=contract)
+    p.add(stage_type, id="s")
+    out = p.process(np.ones((2, 20)), sfreq=100.0)
+    st = p["s"]
+    assert st.status == "disabled"
+    assert f'the manifest declares output = "{declared}" but process {did}' in st.error
+    assert "plugin.toml" in st.error
+    if declared == "new":  # keeps its input's layout: passed through while disabled
+        np.testing.assert_array_equal(out["s"], np.ones((2, 20)))
+
+
+def test_setup_state_must_be_arrays(contract):
+    p = eegkit.Pipeline(plugins=contract)
+    p.add("contract.scalar_state", id="s")
+    p.process(np.ones((2, 20)), sfreq=100.0)
+    assert p["s"].status == "disabled"
+    assert "entry 'n' must be a NumPy array that process updates in place" in p["s"].error
+
+
+def test_every_accepted_setup_shape_is_read_by_one_function():
+    from eegkit._errors import StageError
+    from eegkit.plugin._setup import normalize_setup
+
+    info = eegkit.StreamInfo(100.0, ["a", "b"])
+    spec = info.expand("spectrum", ["1", "2"], [1.0, 2.0], sfreq=10.0)
+    a, y, w = np.ones(1), np.zeros(2), np.zeros(3)
+    assert normalize_setup(None, info, "s").args == ()
+    plain = normalize_setup((a, y), info, "s")
+    assert plain.args == (a, y) and plain.out_info is info and plain.names is None
+    assert normalize_setup(((a,), spec), info, "s").out_info == spec
+    named = normalize_setup(eegkit.Setup(coefs=(a,), state={"y": y}, scratch=(w,), out=spec),
+                            info, "s")
+    assert named.args == (a, y, w) and named.names == {"y": 1} and named.out_info == spec
+    assert normalize_setup(eegkit.Setup(state=(y, w)), info, "s").names == {"state[0]": 0,
+                                                                           "state[1]": 1}
+    with pytest.raises(StageError, match=r"stage 'x': setup must return .*eegkit.Setup.*list"):
+        normalize_setup([a], info, "stage 'x'")
+
+
+def test_bundled_plugins_declare_their_output_and_keep_plain_tuples(eeg):
+    x, info = eeg
+    p = demo()
+    p.process(x[:, :300], sfreq=info.sfreq, ch_names=info.ch_names)
+    assert {s.id: (s.code.spec.output, s.in_place, s.state_names) for s in p.stages} == {
+        "notch": ("in-place", True, None), "bp": ("in-place", True, None),
+        "car": ("in-place", True, None), "bands": ("new", False, None)}

@@ -19,7 +19,7 @@ from eegkit import Pipeline, StreamInfo
 from eegkit.live import _reload, _watch
 from eegkit.runtime import _registry
 from eegkit.plugin import PluginManager
-from eegkit.plugin._loader import cache_dir, plugin_digest
+from eegkit.plugin._loader import Code, cache_dir, plugin_digest
 
 INFO = StreamInfo(250.0, ["Fz", "Cz"])
 N = 8  # samples per chunk
@@ -439,3 +439,66 @@ def test_one_process_wide_watcher_reloads_every_pipeline_of_its_manager(setup_li
 def test_latency_measurement_for_the_benchmark():
     result = _reload.latency(n_channels=2, chunk=8, sfreq=250.0, repeats=2)
     assert len(result["latencies_s"]) == 2 and result["max_s"] >= result["median_s"] > 0
+
+
+# running state carried by name when both versions return eegkit.Setup
+NAMED_STAGE = """import numpy as np
+import eegkit
+
+
+def setup(info, alpha=0.2):
+    state = {{"y": np.zeros({shape})}}
+    {extra}
+    return eegkit.Setup(coefs=(np.array([alpha]),), state=state)
+
+
+def process(x, a{args}, y):
+    for c in range(x.shape[0]):
+        for i in range(x.shape[1]):
+            y[c] += a[0] * (x[c, i] - y[c])
+            x[c, i] = y[c] * {gain}
+"""
+
+
+def write_named(root, gain="1.0", shape="info.n_channels", extra="", args=""):
+    write_plugin(root, body=NAMED_STAGE.format(gain=gain, shape=shape, extra=extra, args=args))
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_named_state_is_carried_by_name_over_a_reload(tmp_path, isolation):
+    root = tmp_path / "plugins"
+    write_named(root)
+    p = Pipeline(plugins=PluginManager(paths=[root], entry_points=False))
+    p.add("live.smooth", id="s", isolation=isolation)
+    p.open(INFO)
+    assert isolation == "process" or p["s"].state_names == {"y": 1}
+    assert isinstance(p["s"].code, Code)  # both kinds of code satisfy the runtime's protocol
+    data = [np.random.default_rng(i).standard_normal((2, N)) for i in range(4)]
+    outs = [p.push(x)["s"] for x in data[:2]]
+    # a new state array ahead of y: positions move, the name still finds y
+    write_named(root, gain="2.0", extra='state = {"n": np.zeros(1, dtype=np.int64), **state}',
+                args=", n")
+    [result] = p.reload()
+    assert result.ok and result.state == "kept", result
+    assert any("state 'n' is new" in note for note in result.notes), result.notes
+    outs += [p.push(x)["s"] for x in data[2:]]
+    ref = smooth(data)
+    np.testing.assert_allclose(np.concatenate(outs, axis=1),
+                               np.concatenate(ref[:2] + [2 * r for r in ref[2:]], axis=1))
+    for stage in p.stages:
+        stage.code.close()
+
+
+def test_named_state_of_another_shape_starts_fresh_with_a_note(setup_live):
+    root, p = setup_live
+    p.push(np.ones((2, N)))
+    write_named(root)
+    [result] = p.reload()
+    assert result.ok and result.state == "kept"  # plain tuple -> Setup: the positional guess
+    write_named(root, shape="(info.n_channels + 1,)")
+    [result] = p.reload()
+    assert result.ok and result.state == "reset"
+    assert any("state 'y' started fresh: it was float64[2], the new setup gives float64[3]" in n
+               for n in result.notes), result.notes
+    x = np.ones((2, N))
+    np.testing.assert_allclose(p.push(x)["s"], smooth([x])[0])  # from zero again

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _numba
+
 SMOKE_SECONDS = 4.0
 SMOKE_CHUNKS = (7, 32)
 TESTS_TIMEOUT = 600.0
@@ -106,13 +108,16 @@ def _build_info(dtype="float64"):
 
 
 def check_plugin(manager, rec, run_tests: bool = True) -> dict:
-    """Check one plugin; returns ``{"name", "path", "version", "ok", "steps"}`` where each
-    step is ``[what, ok (True/False/None = skipped), detail]``."""
+    """Check one plugin; returns ``{"name", "path", "version", "ok", "steps", "warnings"}``
+    where each step is ``[what, ok (True/False/None = skipped), detail]`` and warnings
+    (which do not fail the check) are sentences, e.g. a setup default that differs from
+    the manifest's."""
     from ..notebook._pipeline import Pipeline
+    from ..plugin._params import default_drift
 
     m = rec.manifest
     report = {"name": rec.name, "path": str(rec.path), "version": m.version if m else None,
-              "ok": True, "steps": []}
+              "ok": True, "steps": [], "warnings": []}
 
     def step(what, ok, detail=""):
         report["steps"].append([what, ok, detail])
@@ -133,6 +138,9 @@ def check_plugin(manager, rec, run_tests: bool = True) -> dict:
         except Exception as exc:  # noqa: BLE001 - a broken plugin is a report, not a crash
             step(spec.type, False, f"import/compile failed: {type(exc).__name__}: {exc}")
             continue
+        if not stage.code.isolated and stage.code.setup is not None:  # isolated: never imported here
+            report["warnings"] += [f"{spec.type}: {w}"
+                                   for w in default_drift(spec.params, stage.code.setup)]
         where = "in a child process" if stage.isolation == "process" else "in process"
         if stage.status != "ok":
             if (stage.error or "").startswith("setup: ParameterError"):
@@ -184,9 +192,7 @@ def _compare_chunks(pipe, data, info, whole) -> list:
 
 def _close(pipe):
     for stage in pipe.stages:
-        close = getattr(stage.code, "close", None)
-        if close is not None:
-            close()
+        stage.code.close()
 
 
 def subprocess_env(extra_paths=()) -> dict:
@@ -258,6 +264,8 @@ def _print_report(report):
         print(f"  {marks[ok]} {what}: {first}")
         for line in rest:
             print(f"         {line}")
+    for warning in report.get("warnings", ()):
+        print(f"  warn {warning}")
     print(f"{report['name']}: {'OK' if report['ok'] else 'FAILED'}")
 
 
@@ -290,8 +298,7 @@ def build_plugin(manager, rec, force: bool = False) -> dict:
             report["ok"] = False
             continue
         for dtype in ("float64", "float32"):
-            stats = getattr(code.process, "stats", None)
-            before = sum(stats.cache_hits.values()) if stats else 0
+            before = _numba.cache_counts(code.process)[0]
             t0 = time.perf_counter()
             stage = Stage(code, id="build", input="source", params={})
             stage.configure(_build_info(dtype))
@@ -299,7 +306,7 @@ def build_plugin(manager, rec, force: bool = False) -> dict:
             if stage.status != "ok":
                 entry["dtypes"][dtype] = {"skipped": stage.error}
                 continue
-            hits = (sum(code.process.stats.cache_hits.values()) - before) if stats else 0
+            hits = _numba.cache_counts(code.process)[0] - before
             entry["dtypes"][dtype] = {"seconds": seconds, "from_cache": hits > 0}
     return report
 
@@ -325,11 +332,10 @@ def load_probe(names) -> dict:
             code = load_stage_code(rec.manifest, spec)
             stage = Stage(code, id="probe", input="source", params={})
             stage.configure(info)
-            stats = getattr(code.process, "stats", None)
+            hits, misses = _numba.cache_counts(code.process)
             result["stages"][spec.type] = {
                 "seconds": time.perf_counter() - t0, "ok": stage.status == "ok",
-                "hits": sum(stats.cache_hits.values()) if stats else 0,
-                "misses": sum(stats.cache_misses.values()) if stats else 0}
+                "hits": hits, "misses": misses}
     return result
 
 

@@ -3,11 +3,17 @@ swapped in between two chunks (under the pipeline's lock), so no chunk is lost o
 processed twice.
 
 State policy
-    Arrays that ``process`` has changed since ``setup`` (filter memories, buffers,
-    counters: the running state) are carried over when the new ``setup`` returns
-    arrays of the same shape in the same positions. Arrays ``process`` never
-    changed (coefficients) and scalars come from the new ``setup``, so an edit to
-    ``setup`` takes effect. If a changed array has no fitting counterpart, the
+    When the old and the new ``setup`` both return ``eegkit.Setup``, running state
+    is carried by name: an array of the same name, shape and dtype is copied into
+    the new state; any other starts fresh, and the ReloadResult's notes say which
+    and why. Coefficients and scratch always come from the new ``setup``, so an
+    edit to ``setup`` takes effect.
+
+    Plain tuples (plugin API 1.0) name nothing, so the host guesses: arrays that
+    ``process`` has changed since ``setup`` (compared with what the old ``setup``
+    gives now) are carried over when the new ``setup`` returns arrays of the same
+    shape in the same positions; arrays ``process`` never changed and scalars come
+    from the new ``setup``. If a changed array has no fitting counterpart, the
     whole state is re-initialised by the new ``setup``.
 
 A broken edit (syntax error, import error, compile error, an exception in the
@@ -43,6 +49,8 @@ class ReloadResult:
     ``state`` is ``"kept"`` (running state carried over), ``"reset"`` (re-initialised:
     shapes no longer fit, or the stage was disabled), ``"none"`` (nothing to carry)
     or None (not reloaded). ``swapped_at`` is the wall-clock time of the swap.
+    ``notes`` say what changed on the way: dropped parameters, and for state carried
+    by name (``eegkit.Setup``) each array that started fresh, and why.
     """
 
     stage: str
@@ -130,7 +138,7 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
         params = _carry_params(spec, base_params, where, result)
         code = _new_code(stage, rec.manifest, spec, fresh)
         new = _prepare(stage, code, params, in_info)
-        old_initial = _initial_state(stage) if new is not None else None
+        old_initial = _initial_state(stage, new)
     except Exception as exc:  # noqa: BLE001 - plugin code: any error rejects the reload
         if code is not None:
             _close(code)  # an isolated stage's new child
@@ -143,7 +151,7 @@ def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
                 # the stream was re-opened or parameters changed meanwhile: set up again
                 params = _carry_params(spec, stage.params, where, result)
                 new = _prepare(stage, code, params, stage.in_info)
-                old_initial = _initial_state(stage)
+                old_initial = _initial_state(stage, new)
             _swap(pipeline, stage, code, params, new, old_initial, result)
         except Exception as exc:  # noqa: BLE001
             _close(code)
@@ -183,19 +191,20 @@ def _prepare(stage, code, params, in_info):
         return None
     new = Stage(code, id=stage.id, input=stage.input, params=params)
     new.in_info = in_info
-    new.state, new.out_info = new._setup(new.params)
+    new.install(new._setup(new.params))
     new._warm_up()
     return new
 
 
-def _initial_state(stage):
-    """What the running code's setup gives now: the reference for "changed by process"."""
-    if stage.status != "ok":
-        return None
-    if getattr(stage.code, "isolated", False):
-        return None  # asked from the child at swap time
+def _initial_state(stage, new):
+    """What the running code's setup gives now: the reference for "changed by process"
+    (only needed to guess which plain-tuple arrays are running state)."""
+    if new is None or stage.status != "ok" or stage.code.isolated or new.code.isolated:
+        return None  # nothing to carry, or asked from the child at swap time
+    if stage.state_names is not None and new.state_names is not None:
+        return None  # carried by name
     try:
-        return stage._setup(stage.params)[0]
+        return stage._setup(stage.params).args
     except Exception:  # noqa: BLE001 - then every array counts as running state
         return None
 
@@ -227,6 +236,39 @@ def merge_state(current, initial, new):
     return new, "kept" if carry else "none"
 
 
+def carry_by_name(current, names, new, new_names, notes):
+    """Carry running state by name (see the module docstring); notes say what started fresh.
+
+    Returns
+    -------
+    (tuple, str)
+        The state to use and ``"kept"`` (at least one array carried), ``"reset"`` (none
+        could be) or ``"none"`` (no running state).
+    """
+    new = tuple(new)
+    kept = fresh = 0
+    for name, j in new_names.items():
+        target = new[j]
+        i = names.get(name)
+        cur = current[i] if i is not None and i < len(current) else None
+        if cur is None:
+            notes.append(f"state '{name}' is new: it starts fresh")
+        elif cur.shape != target.shape or cur.dtype != target.dtype:
+            notes.append(f"state '{name}' started fresh: it was {cur.dtype}{list(cur.shape)}, "
+                         f"the new setup gives {target.dtype}{list(target.shape)}")
+        else:
+            np.copyto(target, cur)
+            kept += 1
+            continue
+        fresh += 1
+    dropped = [n for n in names if n not in new_names]
+    if dropped:
+        notes.append(f"state {dropped} no longer exists and was dropped")
+    if not kept:
+        return new, "reset" if fresh or dropped else "none"
+    return new, "kept"
+
+
 def _swap(pipeline, stage, code, params, new, old_initial, result):
     """Between two chunks (caller holds the pipeline's lock): install the new code."""
     if new is None:
@@ -235,32 +277,37 @@ def _swap(pipeline, stage, code, params, new, old_initial, result):
         return
     if stage.status != "ok":
         state, result.state = new.state, "reset"
-    elif getattr(stage.code, "isolated", False) or getattr(code, "isolated", False):
-        state, result.state = _merge_isolated(stage, code, new)
+    elif stage.code.isolated or code.isolated:
+        state, result.state = _merge_isolated(stage, code, new, result.notes)
+    elif stage.state_names is not None and new.state_names is not None:
+        state, result.state = carry_by_name(stage.state, stage.state_names, new.state,
+                                            new.state_names, result.notes)
     else:
         state, result.state = merge_state(stage.state, old_initial, new.state)
     old_out = stage.out_info
     stage.code, stage.params, stage.isolation = code, new.params, code_isolation(code)
-    stage.state = state
+    stage.state, stage.state_names = state, new.state_names
     stage.out_info = old_out if new.out_info == old_out else new.out_info
     stage.in_place = new.in_place
-    if getattr(stage, "kernel", None) is not None:  # a multi-threaded build is in use
-        stage.kernel = getattr(code, "parallel", None)
+    if stage.kernel is not None:  # a multi-threaded build is in use
+        stage.kernel = code.parallel
     stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
     stage._after_info()
     # downstream stages set up again if the layout changed; fused chains hold the old kernels
     pipeline.reconfigure(layout_changed=stage.out_info is not old_out)
 
 
-def _merge_isolated(stage, code, new):
+def _merge_isolated(stage, code, new, notes):
     """State across child processes: fetched and sent as pickles (rare, control path)."""
-    old_iso = getattr(stage.code, "isolated", False)
-    new_iso = getattr(code, "isolated", False)
-    current, initial = stage.code.get_state() if old_iso else (stage.state, None)
-    target = code.get_state()[0] if new_iso else new.state
-    merged, how = merge_state(current, initial, tuple(
-        np.array(s, copy=True) if isinstance(s, np.ndarray) else s for s in target))
-    if new_iso:
+    old = stage.code.get_state() or (stage.state, None, stage.state_names)
+    target, _, new_names = code.get_state() or (new.state, None, new.state_names)
+    current, initial, names = old
+    target = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s for s in target)
+    if names is not None and new_names is not None:
+        merged, how = carry_by_name(current, names, target, new_names, notes)
+    else:
+        merged, how = merge_state(current, initial, target)
+    if code.isolated:
         if how == "kept":
             code.set_state({i: s for i, s in enumerate(merged) if isinstance(s, np.ndarray)})
         return (), how
@@ -269,7 +316,7 @@ def _merge_isolated(stage, code, new):
 
 def code_isolation(code) -> str:
     """``"process"`` for isolated code, else ``"none"``."""
-    return getattr(code, "isolation", "none")
+    return code.isolation
 
 
 def _reject(stage, result, exc):
@@ -282,9 +329,7 @@ def _reject(stage, result, exc):
 
 
 def _close(code):
-    close = getattr(code, "close", None)
-    if close is not None:
-        close()
+    code.close()
 
 
 _LATENCY_STAGE = "def process(x):\n    x *= {gain}\n"

@@ -6,8 +6,10 @@ import hashlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol, runtime_checkable
 
 from .. import _numba
 from .._errors import PluginLoadError
@@ -20,10 +22,40 @@ _LOCK = threading.RLock()
 _MODULES: dict = {}
 
 
+@runtime_checkable
+class Code(Protocol):
+    """What the runtime may use on the code of a stage type.
+
+    Satisfied by :class:`StageCode` (in this process) and by
+    ``eegkit.runtime._isolate.IsolatedCode`` (in a child process); the runtime uses
+    nothing else, so a new kind of code needs exactly these.
+    """
+
+    spec: StageSpec
+    manifest: Manifest
+    digest: str                        # content hash of the plugin's code
+    setup: Callable | None             # plain Python; None: the stage has no setup
+    process: Callable                  # the kernel, ``process(x, *args)``
+    parallel: Callable | None          # a multi-threaded build of ``process``, or None
+    isolation: str                     # "none" | "process"
+    isolated: bool                     # True: setup, warm-up and state live elsewhere
+    in_place: bool | None              # isolated code: what its warm-up found; else None
+
+    def get_state(self):
+        """``(current, initial, names)`` of state held by the code; None when the Stage holds it."""
+
+    def set_state(self, items: dict) -> None:
+        """Copy ``{position: array}`` into state held by the code."""
+
+    def close(self) -> None:
+        """Free what the code holds (a child process); idempotent."""
+
+
 @dataclass(frozen=True)
 class StageCode:
     """The functions of one stage type: ``setup`` (plain Python, may be None) and
-    ``process`` (compiled, or plain when jit is off), plus where they came from."""
+    ``process`` (compiled, or plain when jit is off), plus where they came from.
+    Implements :class:`Code`; its state lives in the Stage."""
 
     spec: StageSpec
     manifest: Manifest
@@ -31,6 +63,19 @@ class StageCode:
     process: object
     digest: str
     parallel: object = None  # a multi-threaded build, for kernels that loop with prange
+    isolation: ClassVar[str] = "none"
+    isolated: ClassVar[bool] = False
+    in_place: ClassVar[bool | None] = None
+
+    def get_state(self):
+        """None: in-process state is the Stage's own (``stage.state``)."""
+
+    def set_state(self, items: dict) -> None:
+        """Refused: in-process state is the Stage's own (``stage.state``)."""
+        raise TypeError("in-process stage code holds no state; set stage.state instead")
+
+    def close(self) -> None:
+        """Nothing to free."""
 
 
 def module_name(plugin: str, path: Path) -> str:

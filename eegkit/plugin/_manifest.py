@@ -16,14 +16,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-HOST_API = (1, 0)
+HOST_API = (1, 1)  # 1.1: [[stage]] output = "in-place" | "new", setup may return eegkit.Setup
 MANIFEST = "plugin.toml"
 VIEWS = ("scope", "spectrum", "bars", "ui", "none")
 # how a stage's code runs: in this process, or in a child process fed through shared memory;
 # the one list the manifest, Pipeline.add, the pipeline document and the CLI check against
 ISOLATION = ("none", "process")
+OUTPUTS = ("in-place", "new")  # what process does with its block; absent = found at warm-up
 PLUGIN_KEYS = ("name", "version", "api", "description", "authors", "license", "homepage")
-STAGE_KEYS = ("type", "module", "setup", "process", "view", "description", "isolation", "params")
+STAGE_KEYS = ("type", "module", "setup", "process", "view", "description", "isolation", "output",
+              "params")
 TOP_KEYS = ("plugin", "stage", "ui")
 UI_KEYS = ("bundle",)
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -44,11 +46,13 @@ class StageSpec:
     description: str
     isolation: str
     params: dict  # name -> ParamSpec, in declaration order
+    output: str | None = None  # "in-place" | "new"; None: the warm-up call tells
 
     def to_dict(self) -> dict:
         """Plain dict for listings."""
         return {"type": self.type, "module": self.module.name, "view": self.view,
                 "description": self.description, "isolation": self.isolation,
+                "output": self.output,
                 "params": {n: p.to_dict() for n, p in self.params.items()}}
 
 
@@ -180,13 +184,16 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
                             f"[ui] bundle = \"ui/bundle.js\"")
     isolation = check_option("isolation", stage.get("isolation", "none"), ISOLATION,
                              f"{where}: {label}", what="key", error=ManifestError)
+    output = stage.get("output")
+    if output is not None:  # process changes its block in place and returns None, or returns a new array
+        check_option("output", output, OUTPUTS, f"{where}: {label}", what="key", error=ManifestError)
     raw_params = stage.get("params", {})
     if not isinstance(raw_params, dict):
         raise ManifestError(f"{where}: {label} params must be a table")
     params = {k: parse_param(k, v, f"{where}: {label}") for k, v in raw_params.items()}
     return StageSpec(type=stype, plugin=name, module=module, setup=setup, process=process,
                      view=view, description=_string(stage, "description", where, label, default=""),
-                     isolation=isolation, params=params)
+                     isolation=isolation, params=params, output=output)
 
 
 def _check_keys(table, allowed, where, label):

@@ -143,3 +143,41 @@ def validate_params(specs: dict, given: dict, where: str) -> dict:
 def _copy(value):
     """A list default copied, so one stage's list never aliases another's."""
     return list(value) if isinstance(value, list) else value
+
+
+def default_drift(specs: dict, setup) -> list:
+    """Where a ``setup`` function's keyword defaults disagree with the manifest.
+
+    The host passes every declared parameter, so a Python default is never used; one
+    that differs from the declared default only misleads readers (and direct callers).
+    Returns one sentence per disagreement (empty when there is none).
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(setup)
+    except (TypeError, ValueError):  # a builtin or C function: nothing to compare
+        return []
+    name = getattr(setup, "__name__", "setup")
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    found = []
+    for key, spec in specs.items():
+        param = sig.parameters.get(key)
+        if param is None:
+            if not takes_any:
+                found.append(f"{name}() has no parameter '{key}', which plugin.toml declares; "
+                             f"setup will fail with a TypeError")
+            continue
+        if param.default is param.empty or _plain(param.default) == _plain(spec.default):
+            continue
+        found.append(f"{name}() has {key}={param.default!r} but plugin.toml declares default "
+                     f"{spec.default!r}; the host always passes the manifest's value, so make "
+                     f"them equal or drop the Python default")
+    return found
+
+
+def _plain(value):
+    """Tuples as lists (TOML has no tuples), recursively, for comparing defaults."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

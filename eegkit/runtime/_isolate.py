@@ -87,7 +87,7 @@ def load_code(plugins, stage_type: str, where: str, isolation=None, timeout=None
 
 
 class IsolatedCode:
-    """Stage code that runs in a child process (same interface as the loader's StageCode).
+    """Stage code that runs in a child process (implements ``eegkit.plugin._loader.Code``).
 
     ``setup`` starts the child when needed and runs the plugin's setup and warm-up
     there; it returns an empty state (the state lives in the child). ``process``
@@ -96,6 +96,7 @@ class IsolatedCode:
 
     isolated = True
     isolation = "process"
+    parallel = None  # the child runs its own kernel
 
     def __init__(self, manifest, spec, timeout=None, setup_timeout: float = SETUP_TIMEOUT):
         from ..plugin._loader import plugin_digest
@@ -137,7 +138,8 @@ class IsolatedCode:
         return self._child.run(x, self.timeout)
 
     def get_state(self):
-        """``(current, initial)`` state tuples of the child (for hot reload)."""
+        """``(current, initial, names)`` of the child's state (for hot reload); ``names``
+        maps state names to positions, None when its setup returned a plain tuple."""
         return self._child.call(OP_GET_STATE, None, self.timeout + 5.0)
 
     def set_state(self, items: dict) -> None:
@@ -405,7 +407,7 @@ class _Server:
             self.map_input(*payload, arg)
             return None
         if op == OP_GET_STATE:
-            return self.stage.state, self.initial
+            return self.stage.state, self.initial, self.stage.state_names
         if op == OP_SET_STATE:
             for i, value in payload.items():
                 np.copyto(self.stage.state[i], value, casting="same_kind")
@@ -418,7 +420,7 @@ class _Server:
         self.map_input(payload["input"], payload["dtype"], payload["size"])
         stage = Stage(self.code, id="isolated", input="source", params=payload["params"])
         stage.in_info = payload["info"]
-        stage.state, stage.out_info = stage._setup(stage.params)
+        stage.install(stage._setup(stage.params))
         stage._warm_up()
         self.stage = stage  # only now: a failed setup keeps the previous state running
         self.initial = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s

@@ -137,9 +137,7 @@ class Pipeline:
                 if other.input == id:
                     other.input = stage.input
             self._sinks = [s for s in self._sinks if s["input"] != id]
-            close = getattr(stage.code, "close", None)  # an isolated stage's child process
-            if close is not None:
-                close()
+            stage.code.close()  # an isolated stage's child process
             if self._info is not None:
                 self.open(self._info)
 
@@ -432,7 +430,7 @@ class Pipeline:
         self._parallel = on
         self._last_plan = None
         for stage in self._stages.values():
-            stage.kernel = getattr(stage.code, "parallel", None) if on else None
+            stage.kernel = stage.code.parallel if on else None
 
     def run(self, duration: float | None = None, chunk: int = 32, realtime: bool = False,
             outputs=None, collect: bool = True, progress=None) -> dict:

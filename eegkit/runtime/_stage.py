@@ -12,6 +12,7 @@ import numpy as np
 from .._errors import StageError
 from .._info import StreamInfo
 from ..plugin import validate_params
+from ..plugin._setup import Prepared, normalize_setup
 
 log = logging.getLogger("eegkit")
 N_TIMINGS = 2048
@@ -63,6 +64,7 @@ class Stage:
         self.type = code.spec.type
         self.params = validate_params(code.spec.params, params, self._where())
         self.state = ()
+        self.state_names = None  # name -> position in state, when setup returned eegkit.Setup
         self.in_info = None
         self.out_info = None
         self.status = "ok"
@@ -71,10 +73,10 @@ class Stage:
         self.last_error = None   # a rejected parameter change or reload, while still running
         self.taps = []
         self.on_change = None    # set by the pipeline: a change waits for a chunk boundary
-        self.in_place = False    # process returned None on warm-up (may be fused)
+        self.in_place = False    # declared output = "in-place", or None on warm-up (may be fused)
         self.fused_with = ()     # ids of the fused chain this stage runs in, if any
         self.kernel = None       # set while a multi-threaded build runs offline blocks
-        self.isolation = getattr(code, "isolation", "none")  # "process": see eegkit.runtime._isolate
+        self.isolation = code.isolation  # "process": see eegkit.runtime._isolate
         self.calls = 0
         self.samples_in = 0
         self.samples_out = 0
@@ -102,38 +104,30 @@ class Stage:
         self.status, self.error, self.traceback, self.failed_at = "ok", None, None, None
         self.nonfinite_chunks, self.first_nonfinite = 0, None
         try:
-            self.state, self.out_info = self._setup(self.params)
+            self.install(self._setup(self.params))
             self._warm_up()
         except Exception as exc:  # noqa: BLE001 - plugin code: any error disables the stage
-            self.state, self.out_info = (), in_info
+            self.install(Prepared((), in_info))
             self.disable(exc, "setup" if not isinstance(exc, _WarmupError) else "compile")
         self._after_info()
         return self.out_info
 
-    def _setup(self, params):
-        """Call the plugin's setup; return (state tuple, output info)."""
-        info = self.in_info
+    def _setup(self, params) -> Prepared:
+        """Call the plugin's setup (every declared parameter is passed); normalise its result."""
         if self.code.setup is None:
-            return (), info
-        result = self.code.setup(info, **params)
-        if result is None:
-            return (), info
-        if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], tuple)
-                and isinstance(result[1], StreamInfo)):
-            state, out_info = result
-        elif isinstance(result, tuple):
-            state, out_info = result, info
-        else:
-            raise StageError(f"{self._where()}: setup must return a tuple of state, or "
-                             f"(state_tuple, StreamInfo); got {type(result).__name__}")
-        if out_info.dtype != info.dtype:
-            out_info = out_info.replace(dtype=info.dtype)
-        return state, out_info
+            return Prepared((), self.in_info)
+        return normalize_setup(self.code.setup(self.in_info, **params), self.in_info,
+                               self._where())
+
+    def install(self, prepared: Prepared) -> None:
+        """Take the kernel arguments and output info of a normalised setup."""
+        self.state, self.out_info, self.state_names = (prepared.args, prepared.out_info,
+                                                       prepared.names)
 
     def _warm_up(self):
         """Compile for the real argument types now, so the first chunk pays nothing."""
         self._after_info()
-        if getattr(self.code, "isolated", False):  # its child process warmed up in setup
+        if self.code.isolated:  # its child process warmed up (and checked) in setup
             self.in_place = self.code.in_place
             return
         state = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s
@@ -143,8 +137,18 @@ class Stage:
             out = self.code.process(x, *state)
         except Exception as exc:  # noqa: BLE001
             raise _WarmupError(f"{type(exc).__name__}: {exc}") from exc
+        declared = self.code.spec.output
+        if declared is not None and (out is None) != (declared == "in-place"):
+            raise StageError(self._contradiction(out))
         self._check_output(out, x)
-        self.in_place = out is None
+        self.in_place = out is None if declared is None else declared == "in-place"
+
+    def _contradiction(self, out) -> str:
+        """Why a kernel's output contradicts the manifest's declared ``output``."""
+        did = "returned None (worked in place)" if out is None else "returned a new array"
+        return (f"{self._where()}: the manifest declares output = \"{self.code.spec.output}\" "
+                f"but process {did}; fix the kernel, or declare output = "
+                f"\"{'in-place' if out is None else 'new'}\" in plugin.toml")
 
     def _after_info(self):
         info = self.out_info
@@ -163,6 +167,8 @@ class Stage:
                 out = x
             elif out is not x:
                 if self.in_place:  # fused chains would ignore the array: refuse it everywhere
+                    if self.code.spec.output is not None:
+                        raise StageError(self._contradiction(out))
                     raise StageError(f"{self._where()}: process returned None (in place) on its "
                                      f"warm-up call but an array now; a kernel must always work "
                                      f"in place or always return a new array")
@@ -269,13 +275,13 @@ class Stage:
         if self.in_info is None:
             self.params = params
             return False
-        old = (self.params, self.state, self.out_info)
+        old = (self.params, self.state, self.out_info, self.state_names)
         try:
             self.params = params
-            self.state, self.out_info = self._setup(params)
+            self.install(self._setup(params))
             self._warm_up()
         except Exception as exc:  # noqa: BLE001
-            self.params, self.state, self.out_info = old
+            self.params, self.state, self.out_info, self.state_names = old
             self._after_info()
             self.last_error = f"parameter change rejected: {type(exc).__name__}: {exc}"
             log_error((self._where(), "params"), "eegkit: %s: %s", self._where(), self.last_error)

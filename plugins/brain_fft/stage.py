@@ -26,7 +26,7 @@ from eegkit import ParameterError, jit
 BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
 
 
-def setup_spectrum(info, window=256, step=32, fmin=0.0, fmax=None):
+def setup_spectrum(info, window=256, step=32, fmin=0.0, fmax=0.0):
     """Power spectral density of each window, for the bins in ``[fmin, fmax]``.
 
     Parameters
@@ -38,7 +38,8 @@ def setup_spectrum(info, window=256, step=32, fmin=0.0, fmax=None):
     step : int
         Samples between the starts of consecutive windows.
     fmin, fmax : float
-        Frequency range in Hz (both ends included); ``fmax`` None or 0 means Nyquist.
+        Frequency range in Hz (both ends included); ``fmax`` 0 (the manifest's default)
+        or None means Nyquist.
 
     Returns
     -------
