@@ -140,9 +140,9 @@ def test_api_policy(tmp_path):
     m = read_manifest(write(tmp_path, body=body))
     assert check_api(m) is None
     newer = read_manifest(write(tmp_path, name="newer", body=MINIMAL.format(name="newer", extra="").replace('api = "1.0"', 'api = "1.4"')))
-    assert "1.4" in check_api(newer) and "1.0" in check_api(newer)
+    assert "1.4" in check_api(newer) and "1.1" in check_api(newer)
     major = read_manifest(write(tmp_path, name="major", body=MINIMAL.format(name="major", extra="").replace('api = "1.0"', 'api = "2.1"')))
-    with pytest.raises(ApiVersionError, match=r"targets plugin API 2\.1.*speaks plugin API 1\.0"):
+    with pytest.raises(ApiVersionError, match=r"targets plugin API 2\.1.*speaks plugin API 1\.1"):
         check_api(major)
 
 
