@@ -99,3 +99,49 @@ def cache_counts(fn) -> tuple:
     if not is_compiled(fn):
         return 0, 0
     return sum(fn.stats.cache_hits.values()), sum(fn.stats.cache_misses.values())
+
+
+_NATIVE_CALL = []
+
+
+def native_call():
+    """``call(fn, state, data, n_channels, n_samples) -> int32``: call the C function at
+    address ``fn`` (``int32_t f(void *, void *, int64_t, int64_t)``).
+
+    Compiled code calls it directly (an LLVM call through the pointer, no Python and
+    nothing that pins an address into the machine code, so the caller stays cacheable);
+    with jit off it is a ctypes call.
+    """
+    if not _NATIVE_CALL:
+        _NATIVE_CALL.append(_native_call_py if jit_disabled() else _native_call_intrinsic())
+    return _NATIVE_CALL[0]
+
+
+def _native_call_py(fn, state, data, n_channels, n_samples):
+    """``native_call`` through ctypes."""
+    import ctypes
+
+    proto = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p,
+                             ctypes.c_int64, ctypes.c_int64)
+    return proto(int(fn))(int(state), int(data), int(n_channels), int(n_samples))
+
+
+def _native_call_intrinsic():
+    """``native_call`` as a numba intrinsic."""
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def call(typingctx, fn, state, data, n_channels, n_samples):
+        sig = types.int32(types.uint64, types.uint64, types.uint64, types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            fnty = ir.FunctionType(ir.IntType(32), [i64, i64, i64, i64])
+            ptr = builder.inttoptr(args[0], fnty.as_pointer())
+            return builder.call(ptr, list(args[1:]))
+
+        return sig, codegen
+
+    return call

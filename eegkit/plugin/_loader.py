@@ -161,13 +161,22 @@ def cache_dir(manifest: Manifest, digest: str | None = None) -> Path:
 
 
 def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -> StageCode:
-    """Import a stage's module and wrap its ``process`` with numba.
+    """Import a stage's module and wrap its ``process`` with numba (a library or wasm
+    stage: load it, see ``_native`` and ``_wasm``).
 
     Raises
     ------
     PluginLoadError
         Import failed, ``process`` is missing or not a function.
     """
+    if spec.kind == "native":
+        from ._native import load_native_code
+
+        return load_native_code(manifest, spec)
+    if spec.kind == "wasm":
+        from ._wasm import load_wasm_code
+
+        return load_wasm_code(manifest, spec)
     module, digest = load_module(manifest, spec.module, reload=reload)
     where = f"plugin '{manifest.name}' stage '{spec.type}' ({spec.module.name})"
     process = getattr(module, spec.process, None)

@@ -24,8 +24,9 @@ VIEWS = ("scope", "spectrum", "bars", "ui", "none")
 ISOLATION = ("none", "process")
 OUTPUTS = ("in-place", "new")  # what process does with its block; absent = found at warm-up
 PLUGIN_KEYS = ("name", "version", "api", "description", "authors", "license", "homepage")
-STAGE_KEYS = ("type", "module", "setup", "process", "view", "description", "isolation", "output",
-              "params")
+STAGE_KEYS = ("type", "module", "library", "wasm", "fuel", "setup", "process", "view",
+              "description", "isolation", "output", "params")
+CODE_KEYS = ("module", "library", "wasm")  # exactly one per stage: where its kernel is
 TOP_KEYS = ("plugin", "stage", "ui")
 UI_KEYS = ("bundle",)
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -39,7 +40,7 @@ class StageSpec:
 
     type: str
     plugin: str
-    module: Path
+    module: Path | None   # a Python stage's module; None for library and wasm stages
     setup: str
     process: str
     view: str | None
@@ -47,13 +48,30 @@ class StageSpec:
     isolation: str
     params: dict  # name -> ParamSpec, in declaration order
     output: str | None = None  # "in-place" | "new"; None: the warm-up call tells
+    library: str | None = None  # a native stage: bin/<target-triple>/lib<library>.so
+    wasm: Path | None = None    # a WebAssembly stage: its .wasm (or .wat) module
+    fuel: int | None = None     # wasm: instructions allowed per channel-sample and chunk
+
+    @property
+    def kind(self) -> str:
+        """Where the kernel comes from: ``"python"``, ``"native"`` or ``"wasm"``."""
+        return "native" if self.library else "wasm" if self.wasm else "python"
+
+    @property
+    def symbol(self) -> str:
+        """Prefix of a native or wasm stage's exported functions (``<stage>_setup``, ...)."""
+        return self.type.split(".", 1)[1]
 
     def to_dict(self) -> dict:
         """Plain dict for listings."""
-        return {"type": self.type, "module": self.module.name, "view": self.view,
-                "description": self.description, "isolation": self.isolation,
-                "output": self.output,
-                "params": {n: p.to_dict() for n, p in self.params.items()}}
+        d = {"type": self.type, "module": self.module.name if self.module else None,
+             "view": self.view, "description": self.description, "isolation": self.isolation,
+             "output": self.output,
+             "params": {n: p.to_dict() for n, p in self.params.items()}}
+        if self.kind != "python":
+            d.update(kind=self.kind, library=self.library,
+                     wasm=self.wasm.name if self.wasm else None)
+        return d
 
 
 @dataclass(frozen=True)
@@ -169,8 +187,32 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
     if not stype.startswith(name + ".") or not NAME_RE.match(suffix):
         raise ManifestError(f"{where}: stage type {_r(stype)} must be '{name}.<lowercase_name>' "
                             f"(e.g. '{name}.{_snake(suffix)}')")
-    module = _inside(folder, _string(stage, "module", where, label), where,
-                     f"{label} module", ".py")
+    code = [k for k in CODE_KEYS if k in stage]
+    if len(code) != 1:
+        got = " and ".join(code) if code else "none of them"
+        raise ManifestError(f"{where}: {label} must name its code with exactly one of module = "
+                            f"\"stage.py\" (Python), library = \"{name}\" (a native library "
+                            f"built into bin/<target-triple>/) or wasm = \"kernel.wasm\"; "
+                            f"got {got}")
+    module = library = wasm = fuel = None
+    if "module" in stage:
+        module = _inside(folder, _string(stage, "module", where, label), where,
+                         f"{label} module", ".py")
+    elif "library" in stage:
+        library = _string(stage, "library", where, label)
+        if not NAME_RE.match(library):
+            raise ManifestError(f"{where}: {label} library must be a library name (lowercase "
+                                f"letters, digits, '_'; 'fast_iir' for libfast_iir.so), got "
+                                f"{_r(library)}")
+    else:
+        rel = _string(stage, "wasm", where, label)
+        wasm = _inside(folder, rel, where, f"{label} wasm", ".wat" if rel.endswith(".wat")
+                       else ".wasm")
+    if "fuel" in stage:
+        fuel = stage["fuel"]
+        if wasm is None or isinstance(fuel, bool) or not isinstance(fuel, int) or fuel < 1:
+            raise ManifestError(f"{where}: {label} fuel must be a positive integer (instructions "
+                                f"per channel-sample) on a wasm stage, got {_r(fuel)}")
     setup = _string(stage, "setup", where, label, default="setup")
     process = _string(stage, "process", where, label, default="process")
     for key, fn in (("setup", setup), ("process", process)):
@@ -193,7 +235,8 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
     params = {k: parse_param(k, v, f"{where}: {label}") for k, v in raw_params.items()}
     return StageSpec(type=stype, plugin=name, module=module, setup=setup, process=process,
                      view=view, description=_string(stage, "description", where, label, default=""),
-                     isolation=isolation, params=params, output=output)
+                     isolation=isolation, params=params, output=output, library=library,
+                     wasm=wasm, fuel=fuel)
 
 
 def _check_keys(table, allowed, where, label):
