@@ -35,10 +35,13 @@ def add_parser(sub):
     chk.add_argument("--no-tests", action="store_true", help="skip the plugins' own tests")
     chk.add_argument("--json", action="store_true", help="machine-readable report")
     chk.set_defaults(func=check_main)
-    bld = psub.add_parser("build", help="precompile plugin kernels into the numba cache",
-                          description="Compile every stage's kernel (float64 and float32, default "
-                          "parameters) into the numba cache, then load them in a fresh process "
-                          "and report compile and cached-load times.")
+    bld = psub.add_parser("build", help="build native plugins; precompile kernels into the cache",
+                          description="Build native plugins first (Cargo.toml: cargo build "
+                          "--release --offline; Makefile: make) and install their libraries "
+                          "into bin/<target-triple>/. Then compile every stage's kernel "
+                          "(float64 and float32, default parameters) into the numba cache, "
+                          "load them in a fresh process and report compile and cached-load "
+                          "times.")
     bld.add_argument("names", nargs="*", metavar="NAME", help="plugins to build")
     bld.add_argument("--force", action="store_true",
                      help="empty the plugins' caches first, so compile times are measured")
@@ -142,6 +145,10 @@ def check_plugin(manager, rec, run_tests: bool = True) -> dict:
             report["warnings"] += [f"{spec.type}: {w}"
                                    for w in default_drift(spec.params, stage.code.setup)]
         where = "in a child process" if stage.isolation == "process" else "in process"
+        if spec.kind == "native" and stage.isolation != "process":
+            step("isolation", None, f"{spec.type} runs native code in this process, where a "
+                 f"crash ends the whole pipeline; recommended for libraries you did not write: "
+                 f"isolation = \"process\" in its [[stage]]")
         if stage.status != "ok":
             if (stage.error or "").startswith("setup: ParameterError"):
                 step(spec.type, None, f"loaded and compiled {where}; smoke skipped, setup needs "
@@ -270,6 +277,20 @@ def _print_report(report):
 
 
 # -- build ---------------------------------------------------------------------------------
+def _print_native(native):
+    """One plugin's native build: what was installed, or the compiler's output."""
+    if native is None:
+        return
+    if native["ok"]:
+        print(f"{native['name']}: {native['tool']} ok -> {', '.join(native['installed']) or 'nothing to install'}")
+    else:
+        print(f"{native['name']}: native build FAILED ({native['tool']}): {native['error']}")
+        for line in native["output"].splitlines():
+            print(f"    | {line}")
+    for warning in native["warnings"]:
+        print(f"{native['name']}: warning: {warning}")
+
+
 def build_plugin(manager, rec, force: bool = False) -> dict:
     """Compile every stage of one plugin into the numba cache (float64 and float32)."""
     import shutil
@@ -342,9 +363,22 @@ def load_probe(names) -> dict:
 def build_main(args) -> int:
     from ..plugin import PluginManager
 
+    from ..plugin._build import build_native, build_tool
+
     manager = PluginManager()
     records, missing = _selected(manager, args.names)
-    reports = [build_plugin(manager, rec, force=args.force) for rec in records]
+    natives = {rec.name: build_native(rec.manifest) for rec in records
+               if rec.usable and build_tool(Path(rec.path))}
+    reports = []
+    for rec in records:
+        native = natives.get(rec.name)
+        if native is not None and native["ok"] is False:
+            reports.append({"name": rec.name, "ok": False, "stages": [], "native": native,
+                            "message": f"native build failed: {native['error']}"})
+            continue
+        reports.append(build_plugin(manager, rec, force=args.force))
+        if native is not None:
+            reports[-1]["native"] = native
     names = [r["name"] for r in reports if r["ok"]]
     probe = None
     if names:
@@ -362,6 +396,7 @@ def build_main(args) -> int:
     for m in missing:
         _print_report(m)
     for r in reports:
+        _print_native(r.get("native"))
         print(f"{r['name']}: {'built' if r['ok'] else 'NOT built: ' + r['message']}"
               + (f" -> {r['cache']}" if r.get("cache") else ""))
         for entry in r["stages"]:
