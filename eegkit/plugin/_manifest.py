@@ -206,8 +206,9 @@ def _read_stage(stage, i, name, folder, bundle, where) -> StageSpec:
                                 f"{_r(library)}")
     else:
         rel = _string(stage, "wasm", where, label)
+        # may not exist yet: `eegkit plugins build` makes it (the loader says so)
         wasm = _inside(folder, rel, where, f"{label} wasm", ".wat" if rel.endswith(".wat")
-                       else ".wasm")
+                       else ".wasm", must_exist=False)
     if "fuel" in stage:
         fuel = stage["fuel"]
         if wasm is None or isinstance(fuel, bool) or not isinstance(fuel, int) or fuel < 1:
@@ -269,7 +270,8 @@ def _check_name(name, expected, where):
         raise ManifestError(f"{where}: [plugin] name {_r(name)} must equal the folder name {_r(expected)}")
 
 
-def _inside(folder: Path, rel: str, where: str, label: str, suffix: str) -> Path:
+def _inside(folder: Path, rel: str, where: str, label: str, suffix: str,
+            must_exist: bool = True) -> Path:
     """Resolve ``rel`` inside ``folder``, refusing anything that escapes it (symlinks too)."""
     if Path(rel).is_absolute() or "\\" in rel or "\x00" in rel:
         raise ManifestError(f"{where}: {label} must be a relative path inside the plugin "
@@ -282,7 +284,7 @@ def _inside(folder: Path, rel: str, where: str, label: str, suffix: str) -> Path
                                 f"to {target}); every path must stay inside {root}")
         if target.suffix != suffix:
             raise ManifestError(f"{where}: {label} must be a {suffix} file, got {_r(rel)}")
-        if not target.is_file():
+        if must_exist and not target.is_file():
             raise ManifestError(f"{where}: {label} {_r(rel)} does not exist in {folder}")
     except (OSError, RuntimeError) as exc:  # a name too long; RuntimeError: a symlink loop
         raise ManifestError(f"{where}: {label} {_r(rel)} cannot be used: {exc}") from None

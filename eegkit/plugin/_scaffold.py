@@ -20,9 +20,40 @@ FILES = {  # written file -> template
     "README.md": "README.md.in",
 }
 UI_FILES = {"ui/bundle.js": "bundle.js.in"}
+LANGS = ("python", "c", "rust", "wasm")
+NATIVE_FILES = {  # --lang: written file -> template
+    "c": {"stage.c": "native/stage.c.in", "Makefile": "native/Makefile.c.in"},
+    "rust": {"Cargo.toml": "rust/Cargo.toml.in", "src/lib.rs": "rust/lib.rs.in"},
+    "wasm": {"stage.c": "native/stage.c.in", "Makefile": "native/Makefile.wasm.in"},
+}
+NATIVE_COMMON = {"plugin.toml": "native/plugin.toml.in", "tests/test_stage.py": "native/test_stage.py.in",
+                 "README.md": "native/README.md.in", ".gitignore": "native/gitignore.in"}
+_LANG_VALUES = {
+    "c": {"__LANG_NAME__": "C", "__CODE_KEY__": 'library = "__NAME__"  # bin/<target-triple>/lib__NAME__.so',
+          "__CODE_ROW__": "`library = \"__NAME__\"`",
+          "__FILE_ROWS__": "| `stage.c` | the stage: setup, process (f64, f32) and free |\n"
+                           "| `Makefile` | `make` builds `build/lib__NAME__.so` |\n",
+          "__BUILD_NOTE__": "make, then copies the library into bin/<target-triple>/"},
+    "rust": {"__LANG_NAME__": "Rust", "__CODE_KEY__": 'library = "__NAME__"  # bin/<target-triple>/lib__NAME__.so',
+             "__CODE_ROW__": "`library = \"__NAME__\"`",
+             "__FILE_ROWS__": "| `src/lib.rs` | the stage: setup, process (f64, f32) and free |\n"
+                              "| `Cargo.toml` | a `cdylib` crate without dependencies |\n",
+             "__BUILD_NOTE__": "cargo build --release --offline, then copies the library into bin/<target-triple>/"},
+    "wasm": {"__LANG_NAME__": "C compiled to WebAssembly",
+             "__CODE_KEY__": 'wasm = "kernel.wasm"  # sandboxed: fuel per chunk, memory limit, no imports',
+             "__CODE_ROW__": "`wasm = \"kernel.wasm\"`",
+             "__FILE_ROWS__": "| `stage.c` | the stage: setup, process (f64, f32) and free |\n"
+                              "| `Makefile` | `make` builds `kernel.wasm` with clang (wasm32 target and wasm-ld) |\n",
+             "__BUILD_NOTE__": "make: clang --target=wasm32 builds kernel.wasm"},
+}
+_CRASH = {"c": "A crash (segfault) in the library ends the process it runs in: set `isolation = \"process\"` "
+               "to keep it from taking the pipeline with it.",
+          "wasm": "The module runs sandboxed: a trap, an endless loop (its fuel runs out) or a "
+                  "memory-hungry kernel disables only this stage."}
+_CRASH["rust"] = _CRASH["c"]
 
 
-def new_plugin(name: str, path=None, ui: bool = False) -> Path:
+def new_plugin(name: str, path=None, ui: bool = False, lang: str = "python") -> Path:
     """Create the plugin folder ``<path>/<name>``.
 
     Parameters
@@ -34,6 +65,10 @@ def new_plugin(name: str, path=None, ui: bool = False) -> Path:
         plugin folder, which eegkit searches).
     ui : bool
         Also write ``ui/bundle.js``, a view of the stage's output, and use it.
+    lang : {"python", "c", "rust", "wasm"}
+        The stage's language: a numba-compiled ``stage.py``, or the same stage as a
+        native library (C with a Makefile, Rust with a Cargo.toml) or a WebAssembly
+        module (C built with clang's wasm32 target), built by ``eegkit plugins build``.
 
     Returns
     -------
@@ -51,6 +86,9 @@ def new_plugin(name: str, path=None, ui: bool = False) -> Path:
             hint = f"p_{hint}"
         raise ParameterError(f"new-plugin: invalid plugin name {name!r}: use lowercase letters, "
                              f"digits and '_', starting with a letter (e.g. {hint!r})")
+    if lang not in LANGS:
+        raise ParameterError(f"new-plugin: invalid value for the 'lang' parameter. Allowed values "
+                             f"are {', '.join(map(repr, LANGS))}, but got {lang!r} instead.")
     root = Path("plugins") if path is None else Path(path)
     folder = root / name
     if folder.exists():
@@ -65,6 +103,9 @@ def new_plugin(name: str, path=None, ui: bool = False) -> Path:
                       if ui else "",
     }
     files = dict(FILES, **(UI_FILES if ui else {}))
+    if lang != "python":
+        files = dict(NATIVE_COMMON, **NATIVE_FILES[lang], **(UI_FILES if ui else {}))
+        values = {**_LANG_VALUES[lang], "__CRASH_NOTE__": _CRASH[lang], **values}
     for target, template in files.items():
         text = (TEMPLATES / template).read_text(encoding="utf-8")
         for key, value in values.items():
