@@ -148,7 +148,9 @@ class _Instance:
         try:
             return self.exports[name](self.store, *args)
         except (self.wasmtime.Trap, self.wasmtime.WasmtimeError) as exc:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # wasmtime puts the backtrace first and the cause ("wasm trap: ...") last
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            text = lines[-1] if lines else type(exc).__name__
             if "fuel" in text:
                 text += f" (budget {fuel} instructions: an endless loop, or raise 'fuel' in the manifest)"
             raise StageError(f"{self.where}: {name} trapped: {text}") from None
