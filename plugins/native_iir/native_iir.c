@@ -5,11 +5,40 @@
  * coefficients and two delays per channel and section, so chunked input gives the
  * same samples as the whole recording. Direct form II transposed, in scipy's order
  * of operations (bit-equal results without FMA contraction).
+ *
+ * No libc beyond malloc/free, so the same file builds for WebAssembly (`make wasm`,
+ * clang's wasm32 target): there memory comes from a bump allocator.
  */
-#include <stdlib.h>
-#include <string.h>
-
 #include "eegkit_plugin.h"
+
+#if defined(__wasm__)
+extern unsigned char __heap_base;
+static unsigned long heap_top = 0;
+
+EEGKIT_API void *eegkit_alloc(int64_t n_bytes)
+{
+    if (!heap_top) heap_top = (unsigned long)&__heap_base;
+    unsigned long start = (heap_top + 15) & ~15ul, end = start + (unsigned long)n_bytes;
+    unsigned long have = __builtin_wasm_memory_size(0) * 65536ul;
+    if (end > have && __builtin_wasm_memory_grow(0, (end - have + 65535) / 65536) == (unsigned long)-1)
+        return 0;
+    heap_top = end;
+    return (void *)start;
+}
+static void *zalloc(int64_t n_bytes) { return eegkit_alloc(n_bytes); } /* fresh pages are zero */
+static void release(void *p) { (void)p; }
+#else
+#include <stdlib.h>
+static void *zalloc(int64_t n_bytes) { return calloc(1, (size_t)n_bytes); }
+static void release(void *p) { free(p); }
+#endif
+
+static void set_error(char *dst, const char *text)
+{
+    int i = 0;
+    for (; text[i] && i < 159; i++) dst[i] = text[i];
+    dst[i] = 0;
+}
 
 typedef struct {
     int64_t n_sections, n_channels;
@@ -31,9 +60,9 @@ EEGKIT_API void sosfilt_free(void *state)
 {
     iir_state *s = state;
     if (!s) return;
-    free(s->sos);
-    free(s->zi);
-    free(s);
+    release(s->sos);
+    release(s->zi);
+    release(s);
 }
 
 EEGKIT_API int32_t sosfilt_setup(const double *params, int64_t n_params, double sfreq,
@@ -42,26 +71,26 @@ EEGKIT_API int32_t sosfilt_setup(const double *params, int64_t n_params, double 
     (void)sfreq;
     int64_t n = n_params > 0 ? (int64_t)params[0] : 0;
     if (n <= 0 || n % 6 != 0 || n + 1 != n_params) {
-        strcpy(setup_error, "'sos' must hold 6 numbers per section (b0 b1 b2 a0 a1 a2)");
+        set_error(setup_error, "'sos' must hold 6 numbers per section (b0 b1 b2 a0 a1 a2)");
         return EEGKIT_ERR_PARAM;
     }
     for (int64_t k = 0; k < n / 6; k++) {
         if (params[1 + 6 * k + 3] != 1.0) {
-            strcpy(setup_error, "'sos': a0 (the 4th number of each section) must be 1");
+            set_error(setup_error, "'sos': a0 (the 4th number of each section) must be 1");
             return EEGKIT_ERR_PARAM;
         }
     }
-    iir_state *s = calloc(1, sizeof *s);
+    iir_state *s = zalloc(sizeof *s);
     if (!s) return EEGKIT_ERR_MEMORY;
     s->n_sections = n / 6;
     s->n_channels = n_channels;
-    s->sos = malloc(sizeof(double) * (size_t)n);
-    s->zi = calloc((size_t)(n_channels * s->n_sections * 2), sizeof(double));
+    s->sos = zalloc((int64_t)sizeof(double) * n);
+    s->zi = zalloc((int64_t)sizeof(double) * n_channels * s->n_sections * 2);
     if (!s->sos || !s->zi) {
         sosfilt_free(s);
         return EEGKIT_ERR_MEMORY;
     }
-    memcpy(s->sos, params + 1, sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) s->sos[i] = params[1 + i];
     *out = s;
     return EEGKIT_OK;
 }
@@ -71,7 +100,7 @@ EEGKIT_API int32_t sosfilt_setup(const double *params, int64_t n_params, double 
     {                                                                                     \
         iir_state *s = state;                                                             \
         if (n_channels != s->n_channels) {                                                \
-            strcpy(s->error, "the number of channels changed since setup");               \
+            set_error(s->error, "the number of channels changed since setup");               \
             return EEGKIT_ERR_RUNTIME;                                                    \
         }                                                                                 \
         const double *sos = s->sos;                                                       \
