@@ -68,7 +68,7 @@ def build_native(manifest) -> dict:
         cmd = ["make", f"EEGKIT_INCLUDE={HEADER.parent}"]
     try:
         out = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True,
-                             timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL)
+                             timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
     except FileNotFoundError:
         report.update(ok=False, error=f"'{cmd[0]}' is not installed (not on PATH); it builds "
                       f"{folder / ('Cargo.toml' if tool == 'cargo' else 'Makefile')}")
@@ -117,7 +117,7 @@ def _abi_problem(path: Path, library: str) -> str | None:
     where = f"library '{library}' ({path.name})"
     try:
         out = subprocess.run([sys.executable, "-c", _ABI_PROBE, str(path)], capture_output=True,
-                             text=True, timeout=60, stdin=subprocess.DEVNULL)
+                             text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
         version = int(json.loads(out.stdout.strip().splitlines()[-1]))
     except Exception:  # noqa: BLE001 - any failure here is the report
         return (f"{where}: could not read eegkit_abi_version() (does it include "

@@ -48,8 +48,7 @@ def error_text(last_error, state) -> str:
 def process(x, handle):
     """Run the library's ``process`` on ``x`` in place (nothing on a copy of the handle)."""
     if handle[3] != handle.ctypes.data:
-        return None
+        return
     rc = call(handle[0], handle[1], x.ctypes.data, x.shape[0], x.shape[1])
     if rc != 0:
         raise NativeKernelError(rc, handle[1], handle[2])
-    return None

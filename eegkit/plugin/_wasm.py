@@ -107,9 +107,8 @@ def process(x, handle):
     """Run the module's ``process`` on ``x`` in place (nothing on a copy of the handle:
     the host warms kernels up on copies of their state, which a module cannot honour)."""
     if handle[1] != handle.ctypes.data:
-        return None
+        return
     _INSTANCES[int(handle[0])].run(x)
-    return None
 
 
 def _compile(wasmtime, data, suffix, where):
