@@ -315,3 +315,17 @@ def test_new_plugin_native_templates_build_and_match_their_reference(tmp_path, l
                                signal.lfilter([a, -a], [1.0, -a], x, axis=1),
                                rtol=1e-9, atol=1e-15)
     assert (folder / "tests" / "test_stage.py").is_file()
+
+
+def test_check_reports_an_unbuilt_native_plugin_as_skipped_not_failed(tmp_path):
+    from eegkit.cli.plugins import check_plugin
+
+    folder = tmp_path / "unbuilt"
+    folder.mkdir()
+    (folder / "plugin.toml").write_text(FAULTS_TOML.format(
+        name="unbuilt", stages=STAGE_TOML.format(name="unbuilt", stage="scale", iso="none")))
+    manager = PluginManager(paths=[tmp_path], entry_points=False)
+    report = check_plugin(manager, manager.record("unbuilt"), run_tests=False)
+    assert report["ok"]
+    [stage] = [s for s in report["steps"] if s[0] == "unbuilt.scale"]
+    assert stage[1] is None and "eegkit plugins build unbuilt" in stage[2]
