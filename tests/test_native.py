@@ -329,3 +329,16 @@ def test_check_reports_an_unbuilt_native_plugin_as_skipped_not_failed(tmp_path):
     assert report["ok"]
     [stage] = [s for s in report["steps"] if s[0] == "unbuilt.scale"]
     assert stage[1] is None and "eegkit plugins build unbuilt" in stage[2]
+
+
+@needs_c
+def test_check_recommends_process_isolation_for_native_stages(tmp_path):
+    from eegkit.cli.plugins import check_plugin
+
+    c_plugin(tmp_path, "faults", {"scale": "none", "fail": "process"})
+    manager = PluginManager(paths=[tmp_path], entry_points=False)
+    report = check_plugin(manager, manager.record("faults"), run_tests=False)
+    advice = [s[2] for s in report["steps"] if s[0] == "isolation"]
+    assert len(advice) == 1 and advice[0].startswith("faults.scale runs native code in this "
+                                                     "process, where a crash ends")
+    assert 'isolation = "process"' in advice[0]
