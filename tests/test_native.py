@@ -342,3 +342,20 @@ def test_check_recommends_process_isolation_for_native_stages(tmp_path):
     assert len(advice) == 1 and advice[0].startswith("faults.scale runs native code in this "
                                                      "process, where a crash ends")
     assert 'isolation = "process"' in advice[0]
+
+
+@needs_c
+def test_reload_after_a_rebuild_swaps_in_the_new_library_with_fresh_state(tmp_path):
+    from eegkit.live._reload import reload_pipeline
+
+    folder = c_plugin(tmp_path, "faults", {"scale": "none"})
+    p = eegkit.Pipeline(plugins=PluginManager(paths=[tmp_path], entry_points=False))
+    p.add("faults.scale", id="s")
+    p.open(eegkit.StreamInfo(SFREQ, ["a", "b"]))
+    np.testing.assert_array_equal(p.push(np.ones((2, 3)))["s"], 2.0)
+    source = folder / "faults.c"
+    source.write_text(source.read_text().replace("x[i] *= 2.0", "x[i] *= 3.0"))
+    assert build_native(read_manifest(folder))["ok"]
+    [result] = reload_pipeline(p)
+    assert result.ok and result.state == "none", str(result)  # native state is not carried
+    np.testing.assert_array_equal(p.push(np.ones((2, 3)))["s"], 3.0)

@@ -222,8 +222,8 @@ def merge_state(current, initial, new):
         initial = (None,) * len(current)
     carry = {}
     for i, (cur, ini) in enumerate(zip(current, initial)):
-        if not isinstance(cur, np.ndarray):
-            continue
+        if not isinstance(cur, np.ndarray) or not cur.flags.writeable:
+            continue  # read-only: a handle to state outside the array (native, wasm stages)
         if (isinstance(ini, np.ndarray) and ini.shape == cur.shape and ini.dtype == cur.dtype
                 and np.array_equal(ini, cur, equal_nan=True)):
             continue  # untouched by process: a coefficient, or state still at its start
