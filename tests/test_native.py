@@ -359,3 +359,28 @@ def test_reload_after_a_rebuild_swaps_in_the_new_library_with_fresh_state(tmp_pa
     [result] = reload_pipeline(p)
     assert result.ok and result.state == "none", str(result)  # native state is not carried
     np.testing.assert_array_equal(p.push(np.ones((2, 3)))["s"], 3.0)
+
+
+@needs_c
+def test_failing_native_kernel_inside_a_fused_chain_disables_only_itself(tmp_path):
+    from eegkit.plugin import package_dir
+
+    c_plugin(tmp_path, "faults", {"fail": "none", "scale": "none"})
+    manager = PluginManager(paths=[tmp_path, package_dir("plugins")], entry_points=False)
+    p = eegkit.Pipeline(plugins=manager)
+    p.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    p.add("faults.fail", id="fail", input="bp")
+    p.add("faults.scale", id="scale", input="fail")
+    x = eeg(300)
+    p.open(INFO)
+    parts = []
+    for i in range(0, x.shape[1], 7):
+        parts.append(p.push(x[:, i:i + 7], outputs=["scale"])["scale"])
+        if i == 0:  # fused until the failure
+            assert [s["fused_with"] for s in p.stats()] == [["bp", "fail", "scale"]] * 3
+    out = np.concatenate(parts, axis=1)
+    assert p["fail"].status == "disabled" and "deliberate failure" in p["fail"].error
+    assert p["bp"].status == p["scale"].status == "ok"
+    alone = eegkit.Pipeline(plugins=manager, fuse=False)
+    alone.add("filters.bandpass", id="bp", low=1.0, high=40.0)
+    np.testing.assert_array_equal(out, 2 * stream(alone, INFO, x, 7)["bp"])
