@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eegkit import Pipeline, StageError, batch
+from eegkit import Pipeline, StageError
+# eegkit.batch once eegkit's lazy import of it follows the layout move
+from eegkit.batching._client import batch
 from eegkit._paths import child_env
 
 

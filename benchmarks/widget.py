@@ -11,7 +11,10 @@ import time
 import numpy as np
 from comm.base_comm import BaseComm
 
-from eegkit import StreamInfo, StreamView
+from eegkit import StreamInfo
+# eegkit.StreamView once eegkit's lazy import of it follows the layout move
+from eegkit.notebook._widget import StreamView
+
 
 class SocketComm(BaseComm):
     """Comm that does the kernel's work outside a kernel: signed Session + zmq socket.
