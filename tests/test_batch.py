@@ -21,7 +21,7 @@ mne = pytest.importorskip("mne")
 
 from eegkit import Pipeline  # noqa: E402
 from eegkit.batching._client import (_completed, _job_template, batch, recording_names,  # noqa: E402
-                           resolve_inputs, throughput)
+                                     resolve_inputs)
 from eegkit.batching._worker import NpyWriter  # noqa: E402
 from eegkit._errors import ParameterError, StageError  # noqa: E402
 from eegkit.cli import main as cli_main  # noqa: E402
@@ -355,12 +355,3 @@ def test_cli_rejects_unknown_stage_before_starting_a_cluster(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'nope'" in err and "bp, bands" in err
     assert not (tmp_path / "o").exists()
-
-
-@pytest.mark.timeout(600)
-def test_throughput_reports_rates(tmp_path):
-    result = throughput(n_recordings=2, seconds=2, n_channels=4, sfreq=250, workers=(1,))
-    (run,) = result["runs"]
-    assert run["workers"] == 1 and run["wall_s"] > 0
-    assert run["samples_per_s"] == pytest.approx(2 * 500 / run["wall_s"], rel=0.01)
-    assert run["recordings_per_min"] == pytest.approx(60 * 2 / run["wall_s"], rel=0.01)

@@ -1,15 +1,19 @@
-"""The benchmark suite on tiny sizes: report structure and numeric cross-checks (no timings)."""
+"""The benchmark suite (``benchmarks/``) on tiny sizes: report structure, numeric
+cross-checks and each measurement's keys (no timings); ``eegkit bench`` outside a checkout."""
 
+import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eegkit._bench import hooks, numba_ref, report, scipy_ref, streaming
-from eegkit._bench import workloads as wl
+from benchmarks import hooks, numba_ref, report, scipy_ref, streaming
+from benchmarks import workloads as wl
 
 SECTIONS = "streaming,offline,coldstart"
 
@@ -101,11 +105,73 @@ def test_baselines_match_scipy_offline():
     np.testing.assert_allclose(numba_ref.offline_fused_parallel(x, wl.SFREQ), ref, rtol=1e-10, atol=1e-18)
 
 
-def test_hooks_report_na_for_missing_modules_and_run_present_ones():
+def test_every_hook_names_a_benchmarks_function_and_its_arguments():
+    for label, (module, function) in hooks.HOOKS.items():
+        assert module.startswith("benchmarks."), label
+        assert callable(getattr(importlib.import_module(module), function)), label
+    assert set(hooks.arguments(quick=True, n_channels=4)) == set(hooks.HOOKS)
+
+
+def test_hooks_run_in_children_and_report_failures():
+    kwargs = hooks.arguments(quick=True, n_channels=4)
     res = hooks.run(quick=True, n_channels=4, hooks={
-        "missing": ("eegkit._no_such_module", ("f",)),
-        "widget frame cost": hooks.HOOKS["widget frame cost"]})
-    assert res["missing"]["status"] == "n/a"
+        "broken": ("json", "loads", {}),
+        "widget frame cost": (*hooks.HOOKS["widget frame cost"], kwargs["widget frame cost"])})
+    assert res["broken"]["status"] == "error" and "TypeError" in res["broken"]["reason"]
     widget = res["widget frame cost"]
     assert widget["status"] == "ok", widget
+    assert widget["function"] == "benchmarks.widget.frame_cost"
     assert widget["value"]["median_ms"] > 0
+
+
+def test_frame_cost_reports_numbers():
+    from benchmarks.widget import frame_cost
+
+    cost = frame_cost(n_channels=8, sfreq=250.0, seconds=2.0, n_frames=20)
+    assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 500 * 4
+    assert 0 < cost["median_ms"] <= cost["p99_ms"] <= cost["max_ms"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process isolation needs POSIX")
+def test_isolation_overhead_reports_both_paths():
+    from benchmarks.isolation import overhead
+
+    r = overhead(n_channels=8, chunk=32, n=200)
+    for key in ("inprocess_median_us", "isolated_median_us", "overhead_median_us",
+                "isolated_p99_us", "child_start_s"):
+        assert np.isfinite(r[key])
+    assert r["isolated_median_us"] > 0 and r["inprocess_median_us"] > 0
+
+
+def test_reload_latency_measures_each_edit():
+    from benchmarks.reload import latency
+
+    result = latency(n_channels=2, chunk=8, sfreq=250.0, repeats=2)
+    assert len(result["latencies_s"]) == 2 and result["max_s"] >= result["median_s"] > 0
+
+
+@pytest.mark.timeout(600)
+def test_batch_throughput_reports_rates():
+    pytest.importorskip("dask.distributed")
+    pytest.importorskip("mne")
+    from benchmarks.batch import throughput
+
+    result = throughput(n_recordings=2, seconds=2, n_channels=4, sfreq=250, workers=(1,))
+    (run,) = result["runs"]
+    assert run["workers"] == 1 and run["wall_s"] > 0
+    assert run["samples_per_s"] == pytest.approx(2 * 500 / run["wall_s"], rel=0.01)
+    assert run["recordings_per_min"] == pytest.approx(60 * 2 / run["wall_s"], rel=0.01)
+
+
+def test_bench_outside_a_checkout_says_where_the_suite_is(tmp_path):
+    """An eegkit without ``benchmarks/`` beside it, as installed from the wheel."""
+    import eegkit
+
+    shutil.copytree(Path(eegkit.__file__).parent, tmp_path / "eegkit",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    res = subprocess.run([sys.executable, "-m", "eegkit", "bench", "--quick"], cwd=tmp_path,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2
+    assert res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
+    assert "benchmarks/ folder" in res.stderr and "python -m benchmarks" in res.stderr

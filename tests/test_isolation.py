@@ -12,7 +12,7 @@ import pytest
 
 import eegkit
 from eegkit import Pipeline, StreamInfo
-from eegkit.runtime._isolate import IsolatedCode, overhead
+from eegkit.runtime._isolate import IsolatedCode
 from eegkit.plugin import PluginManager, package_dir
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process isolation needs POSIX")
@@ -159,11 +159,3 @@ def test_removing_a_stage_stops_its_child(manager):
     assert alive(pid)
     p.remove("bomb")
     assert not alive(pid)
-
-
-def test_overhead_reports_both_paths():
-    r = overhead(n_channels=8, chunk=32, n=200)
-    for key in ("inprocess_median_us", "isolated_median_us", "overhead_median_us",
-                "isolated_p99_us", "child_start_s"):
-        assert np.isfinite(r[key])
-    assert r["isolated_median_us"] > 0 and r["inprocess_median_us"] > 0

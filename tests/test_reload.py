@@ -436,11 +436,6 @@ def test_one_process_wide_watcher_reloads_every_pipeline_of_its_manager(setup_li
     assert not watcher.running
 
 
-def test_latency_measurement_for_the_benchmark():
-    result = _reload.latency(n_channels=2, chunk=8, sfreq=250.0, repeats=2)
-    assert len(result["latencies_s"]) == 2 and result["max_s"] >= result["median_s"] > 0
-
-
 # running state carried by name when both versions return eegkit.Setup
 NAMED_STAGE = """import numpy as np
 import eegkit

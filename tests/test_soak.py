@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from eegkit._soak import soak
+from tests.soak import soak
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

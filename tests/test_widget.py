@@ -1,7 +1,8 @@
 """StreamView without a browser: frames, decimation, pacing, status, threads.
 
-Frames are read back through ``SocketComm``: the kernel's own serialization (a
-signed jupyter Session) over a real zmq socket.
+Frames are read back through ``SocketComm`` (``benchmarks/widget.py``, which measures
+frame cost with it): the kernel's own serialization (a signed jupyter Session) over a
+real zmq socket.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import time
 import numpy as np
 import pytest
 
+from benchmarks.widget import SocketComm
 from eegkit._errors import ParameterError
 from eegkit._info import StreamInfo
-from eegkit.notebook._widget import MAX_UNACKED, SocketComm, StreamView, frame_cost, widgets_dir
+from eegkit.notebook._widget import MAX_UNACKED, StreamView, widgets_dir
 
 
 def names(n):
@@ -347,12 +349,6 @@ def test_feed_from_a_thread_while_frames_are_built(make_view):
         stop.set()
         thread.join()
     assert checked > 10
-
-
-def test_frame_cost_reports_numbers():
-    cost = frame_cost(n_channels=8, sfreq=250.0, seconds=2.0, n_frames=20)
-    assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 500 * 4
-    assert 0 < cost["median_ms"] <= cost["p99_ms"] <= cost["max_ms"]
 
 
 def test_views_fed_by_pipeline_taps(make_view):

@@ -17,6 +17,7 @@ SECTIONS = ("streaming", "offline", "coldstart", "hooks")
 # rfft are single-threaded), and a stray multi-threaded call must not compete with numba's pool
 THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CHILD_FLAG = "EEGKIT_BENCH_CHILD"
+HERE = Path(__file__).resolve().parent  # benchmarks/, beside the eegkit package
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="short smoke run (under ~2 minutes): fewer chunks, 10 s and 60 s offline")
     p.add_argument("--out", default=None,
-                   help="folder for <name>.json and <name>.md (default: benchmarks/results in a "
-                   "source checkout, else ./eegkit-bench)")
+                   help="folder for <name>.json and <name>.md (default: benchmarks/results)")
     p.add_argument("--name", default=None, help="file stem (default: latest, or latest-quick)")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default: {','.join(SECTIONS)})")
@@ -51,7 +51,9 @@ def launch(args: argparse.Namespace) -> int:
     env.setdefault("NUMBA_NUM_THREADS", str(usable_cpus()))
     env[CHILD_FLAG] = "1"
     env.pop("EEGKIT_DISABLE_JIT", None)  # timing pure-Python kernels would say nothing
-    argv = [sys.executable, "-m", "eegkit._bench"] + to_argv(args)
+    # run.py by path, not ``-m benchmarks``: a ``benchmarks`` folder in the caller's
+    # working directory must not shadow this one
+    argv = [sys.executable, str(HERE / "run.py")] + to_argv(args)
     return subprocess.call(argv, env=env)
 
 
@@ -67,7 +69,7 @@ def to_argv(args) -> list:
 
 
 def main(argv=None) -> int:
-    """Entry point of the child (``python -m eegkit._bench``)."""
+    """Entry point of ``eegkit bench``, ``python -m benchmarks`` and of the child they start."""
     p = argparse.ArgumentParser(prog="eegkit bench")
     add_arguments(p)
     args = p.parse_args(argv)
@@ -166,11 +168,8 @@ def write(results, config):
 
 
 def default_out() -> Path:
-    """``benchmarks/results`` beside the package in a source checkout, else ``./eegkit-bench``."""
-    root = Path(__file__).resolve().parents[2]
-    if (root / "benchmarks").is_dir() and (root / "eegkit").is_dir():
-        return root / "benchmarks" / "results"
-    return Path.cwd() / "eegkit-bench"
+    """``benchmarks/results``."""
+    return HERE / "results"
 
 
 def usable_cpus() -> int:
@@ -239,13 +238,12 @@ def _blas():
 
 def _commit():
     """`` (commit abc1234[+changes])`` in a git checkout, else ''."""
-    root = Path(__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
                               text=True, timeout=10)
         if head.returncode:
             return ""
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE.parent,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return f" (commit {head.stdout.strip()}{'+changes' if dirty else ''})"
     except (OSError, subprocess.SubprocessError):

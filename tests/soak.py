@@ -8,7 +8,8 @@ never reloaded. Both get the same parameter changes at the same span boundaries,
 their outputs must stay equal sample for sample; a reload that lost filter state, a
 leak, a plan that went stale or a counter that overflowed would show here.
 
-Run it with ``python -m eegkit._soak [seconds]`` or ``eegkit._soak.soak()``.
+Run it with ``python -m tests.soak [seconds]`` from the repository root, or through
+``tests/test_soak.py`` (a reduced minute always, the hour behind the ``slow`` marker).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._paths import STAGE_SKIP_DIRS
-from .runtime._pipeline import Pipeline
-from .plugin import PluginManager, package_dir
+from eegkit import Pipeline, PluginManager, StreamInfo, SyntheticSource
+from eegkit._paths import STAGE_SKIP_DIRS
+from eegkit.plugin import package_dir
+from eegkit.sources._synthetic import channel_names
 
 OBSERVED = ("car", "bands")
 # parameter changes made in turn at span boundaries (stage id, parameters)
@@ -171,16 +173,11 @@ def _build(manager, fuse):
 
 
 def _info(n_channels, sfreq):
-    from .sources._synthetic import channel_names
-    from ._info import StreamInfo
-
     return StreamInfo(sfreq, channel_names(n_channels))
 
 
 def _base_data(n_channels, sfreq, n, seed):
     """One span of realistic synthetic EEG (alpha, mains, 1/f, blinks)."""
-    from .sources._synthetic import SyntheticSource
-
     return SyntheticSource(n_channels=n_channels, sfreq=sfreq, seed=seed).read(n)
 
 
@@ -205,7 +202,7 @@ def _reload(pipeline, stage_file, original, count):
 
 def _forget_caches(pipeline):
     """Remove the numba cache folders of the temporary plugin copy."""
-    from .plugin._loader import cache_dir
+    from eegkit.plugin._loader import cache_dir
 
     for stage in pipeline.stages:
         manifest = stage.code.manifest

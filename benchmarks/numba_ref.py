@@ -21,7 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .. import _numba
+from eegkit import _numba
+
 from . import workloads as wl
 
 with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
