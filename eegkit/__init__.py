@@ -21,8 +21,8 @@ _LAZY = {
     "SyntheticSource": ".sources._synthetic", "FileSource": ".sources._file",
     "LSLSource": ".sources._lsl", "BrainFlowSource": ".sources._brainflow",
     "RecordSink": ".sinks._record", "LSLSink": ".sinks._lsl", "FeatureSink": ".sinks._features",
-    "StreamView": "._widget", "batch": "._batch", "BatchSummary": "._batch",
-    "reload": "._reload", "watch": "._watch",
+    "StreamView": ".notebook._widget", "batch": ".batching._client", "BatchSummary": ".batching._client",
+    "reload": ".live._reload", "watch": ".live._watch",
 }
 
 
