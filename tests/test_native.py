@@ -318,7 +318,7 @@ def test_new_plugin_native_templates_build_and_match_their_reference(tmp_path, l
 
 
 def test_check_reports_an_unbuilt_native_plugin_as_skipped_not_failed(tmp_path):
-    from eegkit.cli.plugins import check_plugin
+    from eegkit.runtime._plugin_check import check_plugin
 
     folder = tmp_path / "unbuilt"
     folder.mkdir()
@@ -333,7 +333,7 @@ def test_check_reports_an_unbuilt_native_plugin_as_skipped_not_failed(tmp_path):
 
 @needs_c
 def test_check_recommends_process_isolation_for_native_stages(tmp_path):
-    from eegkit.cli.plugins import check_plugin
+    from eegkit.runtime._plugin_check import check_plugin
 
     c_plugin(tmp_path, "faults", {"scale": "none", "fail": "process"})
     manager = PluginManager(paths=[tmp_path], entry_points=False)
