@@ -36,6 +36,7 @@ import numpy as np
 from ..runtime import _registry
 from ..runtime._stage import Stage, log_error
 from ..plugin._loader import cache_dir, load_stage_code
+from ..plugin._setup import Prepared
 from ..plugin._params import validate_params
 
 log = logging.getLogger("eegkit")
@@ -190,9 +191,7 @@ def _prepare(stage, code, params, in_info):
     if in_info is None:
         return None
     new = Stage(code, id=stage.id, input=stage.input, params=params)
-    new.in_info = in_info
-    new.install(new._setup(new.params))
-    new._warm_up()
+    new.prepare(in_info)
     return new
 
 
@@ -204,7 +203,7 @@ def _initial_state(stage, new):
     if stage.state_names is not None and new.state_names is not None:
         return None  # carried by name
     try:
-        return stage._setup(stage.params).args
+        return stage.setup_result().args
     except Exception:  # noqa: BLE001 - then every array counts as running state
         return None
 
@@ -286,13 +285,12 @@ def _swap(pipeline, stage, code, params, new, old_initial, result):
         state, result.state = merge_state(stage.state, old_initial, new.state)
     old_out = stage.out_info
     stage.code, stage.params, stage.isolation = code, new.params, code_isolation(code)
-    stage.state, stage.state_names = state, new.state_names
-    stage.out_info = old_out if new.out_info == old_out else new.out_info
+    stage.install(Prepared(state, old_out if new.out_info == old_out else new.out_info,
+                           new.state_names))
     stage.in_place = new.in_place
     if stage.kernel is not None:  # a multi-threaded build is in use
         stage.kernel = code.parallel
     stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
-    stage._after_info()
     # downstream stages set up again if the layout changed; fused chains hold the old kernels
     pipeline.reconfigure(layout_changed=stage.out_info is not old_out)
 

@@ -417,9 +417,7 @@ class _Server:
 
         self.map_input(payload["input"], payload["dtype"], payload["size"])
         stage = Stage(self.code, id="isolated", input="source", params=payload["params"])
-        stage.in_info = payload["info"]
-        stage.install(stage._setup(stage.params))
-        stage._warm_up()
+        stage.prepare(payload["info"])
         self.stage = stage  # only now: a failed setup keeps the previous state running
         self.initial = tuple(np.array(s, copy=True) if isinstance(s, np.ndarray) else s
                              for s in stage.state)

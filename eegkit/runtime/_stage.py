@@ -104,29 +104,41 @@ class Stage:
         self.status, self.error, self.traceback, self.failed_at = "ok", None, None, None
         self.nonfinite_chunks, self.first_nonfinite = 0, None
         try:
-            self.install(self._setup(self.params))
-            self._warm_up()
+            self.prepare()
         except Exception as exc:  # noqa: BLE001 - plugin code: any error disables the stage
             self.install(Prepared((), in_info))
             self.disable(exc, "setup" if not isinstance(exc, _WarmupError) else "compile")
-        self._after_info()
         return self.out_info
 
-    def _setup(self, params) -> Prepared:
-        """Call the plugin's setup (every declared parameter is passed); normalise its result."""
+    def prepare(self, in_info: StreamInfo | None = None, params: dict | None = None) -> None:
+        """The one way a stage gets ready: run ``setup`` for ``in_info`` (default: the
+        current input) with ``params`` (default: the current ones), take its result and
+        warm the kernel up. Raises what plugin code raises; callers decide what that
+        means (:meth:`configure` disables, a parameter change is rejected, a hot reload
+        keeps the old code)."""
+        if in_info is not None:
+            self.in_info = in_info
+        if params is not None:
+            self.params = params
+        self.install(self.setup_result())
+        self._warm_up()
+
+    def setup_result(self) -> Prepared:
+        """What the plugin's ``setup`` gives for the current input and parameters
+        (normalised; nothing is installed)."""
         if self.code.setup is None:
             return Prepared((), self.in_info)
-        return normalize_setup(self.code.setup(self.in_info, **params), self.in_info,
+        return normalize_setup(self.code.setup(self.in_info, **self.params), self.in_info,
                                self._where())
 
     def install(self, prepared: Prepared) -> None:
         """Take the kernel arguments and output info of a normalised setup."""
         self.state, self.out_info, self.state_names = (prepared.args, prepared.out_info,
                                                        prepared.names)
+        self._after_info()
 
     def _warm_up(self):
         """Compile for the real argument types now, so the first chunk pays nothing."""
-        self._after_info()
         if self.code.isolated:  # its child process warmed up (and checked) in setup
             self.in_place = self.code.in_place
             return
@@ -277,9 +289,7 @@ class Stage:
             return False
         old = (self.params, self.state, self.out_info, self.state_names)
         try:
-            self.params = params
-            self.install(self._setup(params))
-            self._warm_up()
+            self.prepare(params=params)
         except Exception as exc:  # noqa: BLE001
             self.params, self.state, self.out_info, self.state_names = old
             self._after_info()
@@ -287,9 +297,7 @@ class Stage:
             log_error((self._where(), "params"), "eegkit: %s: %s", self._where(), self.last_error)
             return False
         self.last_error = None
-        changed = not self.out_info.same_layout(old[2])
-        self._after_info()
-        return changed
+        return not self.out_info.same_layout(old[2])
 
     @property
     def keeps_length(self) -> bool:
