@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegkit import Pipeline, StageError
-# eegkit.batch once eegkit's lazy import of it follows the layout move
-from eegkit.batching._client import batch
+from eegkit import Pipeline, StageError, batch
 from eegkit._paths import child_env
 
 

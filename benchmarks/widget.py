@@ -11,9 +11,7 @@ import time
 import numpy as np
 from comm.base_comm import BaseComm
 
-from eegkit import StreamInfo
-# eegkit.StreamView once eegkit's lazy import of it follows the layout move
-from eegkit.notebook._widget import StreamView
+from eegkit import StreamInfo, StreamView
 
 
 class SocketComm(BaseComm):
