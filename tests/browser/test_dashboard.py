@@ -99,3 +99,34 @@ def test_dashboard_rerun_narrow_wide_and_themes(tmp_path):
         kernel_exec(page, "eegkit.stop_all()")
         assert kernel_exec(page, RUNNING).strip() == "0"
         assert console_errors(page) == [], console_errors(page)
+
+
+def test_first_run_shows_compile_progress(tmp_path):
+    """With an empty compile cache the dashboard appears before the stages are compiled
+    and counts them in its header, instead of a silent busy cell."""
+    reason = browser_available()
+    if reason:
+        pytest.skip(reason)
+    cell = CELL.replace("p.start()\np.show()", "from IPython.display import display\n"
+                                                "display(p.show())\np.start()")
+    write_notebook(tmp_path / "first.ipynb", [cell])
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    with JupyterLab(tmp_path, extra_env={"EEGKIT_CACHE_DIR": str(cache)}) as lab, \
+            browser_page(viewport=(1280, 1600)) as page:
+        open_notebook(page, lab, "first.ipynb")
+        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        seen = set()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            seen.update(page.eval_on_selector_all(".eegkit-progress", "els => els.map(e => e.textContent)"))
+            if page.evaluate(WIDTHS_JS) and all(c["draws"] > 0 for c in page.evaluate(WIDTHS_JS)):
+                break
+            time.sleep(0.1)
+        progress = sorted(t for t in seen if "compiling" in t)
+        assert progress and all(t.strip().endswith("/4 stages…") for t in progress), seen
+        cards = wait_drawn(page, 4)
+        assert page.eval_on_selector_all(".eegkit-progress", "els => els.length") == 0
+        print(f"\nprogress seen: {progress}; views: {len(cards)}")
+        kernel_exec(page, "eegkit.stop_all()")
+        assert console_errors(page) == [], console_errors(page)
