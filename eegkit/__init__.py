@@ -10,6 +10,7 @@ from ._info import StreamInfo
 from ._version import __version__
 from ._numba import jit
 from .notebook._pipeline import Pipeline
+from .runtime._registry import stop_all
 from .runtime._stage import Stage
 from .plugin import PluginManager, PluginRecord, list_plugins
 from .plugin._setup import Setup
@@ -57,7 +58,7 @@ __all__ = [
     "Pipeline", "Stage", "Setup", "StreamInfo", "jit", "prange", "list_plugins", "PluginManager", "PluginRecord",
     "Source", "ArraySource", "SyntheticSource", "FileSource", "LSLSource", "BrainFlowSource",
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
-    "batch", "BatchSummary", "reload", "watch",
+    "batch", "BatchSummary", "reload", "watch", "stop_all",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
     "PipelineError", "StageError", "SourceError", "MissingExtraError", "__version__",
 ]

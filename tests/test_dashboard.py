@@ -339,3 +339,67 @@ def test_repr_outside_a_kernel_is_text():
     bundle = p._repr_mimebundle_()
     assert bundle == {"text/plain": repr(p)}
     assert getattr(p, "_dashboard", None) is None  # nothing built, no threads started
+
+
+def test_cards_wrap_the_controls_under_a_wide_view(board):
+    d = board(quickstart())
+    for card in d.cards:
+        assert card.box.layout.flex_flow == "row wrap" and "eegkit-card" in card.box._dom_classes
+        view, side = card.box.children
+        assert view.layout.flex.startswith("100 1 ") and view.layout.min_width == "0"
+        assert side.layout.width is None  # no fixed width: it may take the whole row under the view
+
+
+def test_background_dashboard_shows_progress_then_its_cards():
+    p = quickstart()
+    with p.between_chunks():  # holds the compile thread before its first stage
+        d = Dashboard(p, background=True, refresh=0.1)
+        try:
+            assert d.cards == [] and not d.ready.is_set()
+            assert "compiling 0/5 stages" in d.run_status.value
+        except BaseException:
+            d.close()
+            raise
+    try:
+        assert d.ready.wait(60)
+        assert [c.stage.id for c in d.cards] == ["notch", "bp", "car", "spec", "bands"]
+        assert len(d.children) == 1 + 5
+        wait_for(lambda: "not running" in d.run_status.value)
+        d.start_button.click()  # in a thread: returns before the run starts
+        wait_for(lambda: p.runner is not None and p.runner.stats()["chunks"] > 2)
+        wait_for(lambda: "running" in d.run_status.value and d.stop_button.disabled is False)
+    finally:
+        p.stop()
+        d.close()
+
+
+def test_open_counts_the_stages_it_sets_up():
+    p = quickstart()
+    seen = []
+    original = p["car"].configure
+
+    def configure(info):  # the real method, observed: where does open() say it is?
+        seen.append(p.opening)
+        return original(info)
+
+    p["car"].configure = configure
+    p.open()
+    assert seen == [(2, 5)] and p.opening is None
+
+
+def test_a_disabled_stage_can_be_re_enabled_from_its_card(manager, board):
+    p = eegkit.Pipeline(synthetic(), plugins=manager)
+    p.add("raises_process.boom", id="boom", after=2)
+    p.add("filters.bandpass", id="bp", input="boom")
+    d = board(p)
+    card = d.card("boom")
+    assert card.enable_button.layout.display == "none"
+    p.start(chunk=25, realtime=False, overrun="block", duration=1.0)
+    assert p.runner.join(30)
+    d.refresh()
+    assert p["boom"].status == "disabled" and card.enable_button.layout.display is None
+    card.enable_button.click()
+    assert p["boom"].status == "ok" and p["boom"].error is None
+    assert card.enable_button.layout.display == "none"
+    out = p.push(np.zeros((4, 25)))  # runs again (and fails again after 2 chunks)
+    assert out["bp"].shape == (4, 25)

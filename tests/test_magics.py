@@ -242,3 +242,23 @@ def test_cell_that_numba_rejects_is_reported(ip, capsys):
     assert "failed on a test stream of 8 channels at 250 Hz" in err
     assert "Unknown attribute 'foo'" in err and "\x1b[" not in err
     assert "Traceback" not in out + err
+
+
+def test_stop_magic(ip, capsys):
+    ip.run_cell(f"import eegkit\np = eegkit.Pipeline({SOURCE!r}); p.add('filters.notch'); p.start(chunk=25)\n"
+                f"q = eegkit.Pipeline({SOURCE!r}, name='named'); q.start(chunk=25);")
+    p, q = ip.user_ns["p"], ip.user_ns["q"]
+    capsys.readouterr()
+    out, _ = run(ip, capsys, "stop p")
+    assert out.strip() == "stopped 'p'" and p.runner.state == "stopped" and q.runner.running
+    out, _ = run(ip, capsys, "stop p")
+    assert out.strip() == "'p' was not running"
+    p.start(chunk=25)
+    del ip.user_ns["q"]  # no variable: found by its name
+    out, _ = run(ip, capsys, "stop named")
+    assert out.strip() == "stopped 'named'" and q.runner.state == "stopped"
+    q.start(chunk=25)
+    out, _ = run(ip, capsys, "stop all")
+    assert out.strip().startswith("stopped ") and not p.runner.running and not q.runner.running
+    _, err = run(ip, capsys, "stop nothing_here")
+    assert "no pipeline named 'nothing_here'" in err and "%eegkit stop" in err

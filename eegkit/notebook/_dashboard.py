@@ -1,6 +1,12 @@
 """Dashboard: a pipeline in a notebook — one live view per stage, start/stop/reset,
 statistics refreshed about once a second, and parameter controls made from the
-plugins' manifests."""
+plugins' manifests.
+
+In a kernel nothing here blocks the kernel for long: the first compilation of the
+stages (up to a minute with an empty cache) and Start run in background threads while
+the header counts the stages compiled. Each card wraps: the view takes the width and
+the controls sit beside it when there is room, under it when there is not.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,12 @@ import weakref
 import ipywidgets as w
 
 from .._errors import EegkitError, ParameterError
+from ..runtime import _registry
 
 log = logging.getLogger("eegkit")
 VIEW_BY_KIND = {"timeseries": "scope", "spectrum": "spectrum", "features": "bars"}
-SIDE_WIDTH = "380px"
+VIEW_MIN = "560px"   # narrower than view + controls: the controls wrap under the view
+SIDE_WIDTH = "340px"
 DESCRIPTION_WIDTH = "92px"
 SLIDER_SPAN = 1000  # int parameters with a wider range get a number box, not a slider
 MUTED = "color: var(--jp-ui-font-color2, #616161)"
@@ -24,6 +32,16 @@ ERROR = "color: var(--jp-error-color1, #d32f2f)"
 
 
 _BOARDS = weakref.WeakKeyDictionary()  # pipeline → its dashboard
+
+
+def _close_board(pipeline):
+    """A replaced pipeline's dashboard stops refreshing (its cell output is gone)."""
+    board = _BOARDS.pop(pipeline, None)
+    if board is not None:
+        board.close()
+
+
+_registry.REPLACED_HOOKS.append(_close_board)
 
 def in_kernel() -> bool:
     """True inside a Jupyter kernel (where widgets can be displayed)."""
@@ -75,14 +93,22 @@ class Dashboard(w.VBox):
     refresh : float
         Seconds between two statistics refreshes (done by a background thread,
         never on the chunk path).
+    background : bool, optional
+        Compile the stages (first :meth:`Pipeline.open`) and run Start in background
+        threads, so the dashboard shows at once with progress in its header. Default:
+        inside a Jupyter kernel; elsewhere both happen before returning.
     """
 
-    def __init__(self, pipeline, fps: float = 20.0, seconds: float = 5.0, refresh: float = 1.0):
+    def __init__(self, pipeline, fps: float = 20.0, seconds: float = 5.0, refresh: float = 1.0,
+                 background: bool | None = None):
         self.pipeline = pipeline
         self.closed = False
         self.stages = pipeline.stages
-        if not pipeline.is_open:
-            pipeline.open()
+        self.background = in_kernel() if background is None else bool(background)
+        self.cards = []
+        self.ready = threading.Event()  # set once the cards are built
+        self._options = (fps, seconds)
+        self._busy = None  # the thread of a background Start, while it runs
         self._notice = None  # the last button error, shown until an action succeeds
         self.start_button = _button("Start", "play", "success", self._on_start)
         self.stop_button = _button("Stop", "stop", "", self._on_stop)
@@ -96,17 +122,38 @@ class Dashboard(w.VBox):
         header = w.HBox([title, self.start_button, self.stop_button, self.reset_button,
                          self.run_status], layout=w.Layout(align_items="center", flex_flow="row wrap",
                                                            padding="4px 0 8px 0"))
-        self.cards = [_StageCard(self, stage, fps, seconds) for stage in self.stages]
-        super().__init__([header, *[c.box for c in self.cards]],
-                         layout=w.Layout(width="100%", padding="4px"))
-        self.refresh()
+        self.header = header
+        super().__init__([header], layout=w.Layout(width="100%", padding="4px"))
+        self.add_class("eegkit-dashboard")
         self._stop = threading.Event()
+        if self.background and not pipeline.is_open:
+            threading.Thread(target=self._build, daemon=True, name="eegkit-compile").start()
+        else:
+            self._build()
+        self.refresh()
         self._thread = threading.Thread(target=self._loop, args=(refresh,), daemon=True,
                                         name="eegkit-dashboard")
         self._thread.start()
 
-    def card(self, id: str) -> "_StageCard":
-        """The card of stage ``id`` (its ``view``, ``controls``, labels)."""
+    def _build(self):
+        """Open (compile) the pipeline if needed, then make one card per stage."""
+        try:
+            if not self.pipeline.is_open:
+                self.pipeline.open()
+            if not self.closed:
+                self.cards = [_StageCard(self, stage, *self._options) for stage in self.stages]
+                self.children = [self.header, *[c.box for c in self.cards]]
+        except EegkitError as exc:
+            self._notice = str(exc)
+        finally:
+            self.ready.set()
+        if self.background:
+            self.refresh()
+
+    def card(self, id: str, timeout: float = 600.0) -> "_StageCard":
+        """The card of stage ``id`` (its ``view``, ``controls``, labels); waits while the
+        stages compile."""
+        self.ready.wait(timeout)
         for card in self.cards:
             if card.stage.id == id:
                 return card
@@ -121,7 +168,7 @@ class Dashboard(w.VBox):
             options = dict(chunk=runner.chunk, realtime=runner.realtime, duration=runner.duration,
                            overrun=runner.overrun, queue_chunks=runner.queue_chunks)
         resume = runner is None or runner.state not in ("finished", "error")
-        self._guard(lambda: self.pipeline.start(resume=resume, **options))
+        self._guard(lambda: self.pipeline.start(resume=resume, **options), background=True)
 
     def _on_stop(self, _=None):
         self._guard(self.pipeline.stop)
@@ -141,8 +188,18 @@ class Dashboard(w.VBox):
         self.pipeline.start(chunk=runner.chunk, realtime=runner.realtime, duration=runner.duration,
                             overrun=runner.overrun, queue_chunks=runner.queue_chunks)
 
-    def _guard(self, fn):
-        """Run a button action; show its error in the header instead of raising."""
+    def _guard(self, fn, background=False):
+        """Run a button action; show its error in the header instead of raising. With
+        ``background`` (and a background dashboard) it runs in a thread: a Start that
+        compiles must not hold the kernel, whose main thread handles the widgets."""
+        if background and self.background:
+            if self._busy is not None and self._busy.is_alive():
+                return
+            self._busy = threading.Thread(target=self._guard, args=(fn,), daemon=True,
+                                          name="eegkit-start")
+            self._busy.start()
+            self.refresh()
+            return
         try:
             fn()
         except EegkitError as exc:
@@ -153,24 +210,42 @@ class Dashboard(w.VBox):
 
     # -- statistics ----------------------------------------------------------------
     def _loop(self, interval):
-        while not self._stop.wait(interval):
+        # faster while compiling, so the stage count moves
+        while not self._stop.wait(min(interval, 0.25) if self._compiling() else interval):
             try:
                 self.refresh()
             except Exception as exc:  # noqa: BLE001 - never let a display refresh kill the thread
                 log.debug("eegkit: dashboard refresh failed: %r", exc)
+
+    def _compiling(self):
+        """True while the stages compile (opening the stream) or a Start is on its way."""
+        return (getattr(self.pipeline, "opening", None) is not None or not self.ready.is_set()
+                or (self._busy is not None and self._busy.is_alive()))
 
     def refresh(self) -> None:
         """Update the run status, per-stage statistics, health and controls."""
         runner = getattr(self.pipeline, "runner", None)
         notice = (f"<br><span style='{ERROR}'>{html.escape(self._notice)}</span>"
                   if self._notice else "")
-        self.run_status.value = _run_text(runner) + notice
         running = runner is not None and runner.running
+        progress = self._progress_text()
+        self.run_status.value = (progress or _run_text(runner)) + notice
+        running = running or (self._busy is not None and self._busy.is_alive())
         self.start_button.disabled = running
         self.stop_button.disabled = not running
         stats = {s["id"]: s for s in self.pipeline.stats()}
         for card in self.cards:
             card.refresh(stats.get(card.stage.id))
+
+    def _progress_text(self):
+        """'compiling 3/5 stages…' while the stages compile, else ''."""
+        opening = getattr(self.pipeline, "opening", None)
+        if opening is None and self.ready.is_set() and not (self._busy and self._busy.is_alive()):
+            return ""
+        done, total = opening if opening is not None else (0, len(self.stages))
+        what = "compiling" if opening is not None or not self.ready.is_set() else "starting"
+        text = f"{what} {done}/{total} stages…" if what == "compiling" else "starting…"
+        return f"<span class='eegkit-progress' style='{MUTED}'>⏳ {text}</span>"
 
     def close(self):
         """Stop the refresh thread, detach and close every view."""
@@ -184,7 +259,8 @@ class Dashboard(w.VBox):
 
 
 class _StageCard:
-    """One stage: view on the left; name, health, timing and controls on the right."""
+    """One stage: the view, then name, health, timing and controls (beside the view when
+    the card is wide enough, under it otherwise)."""
 
     def __init__(self, board, stage, fps, seconds):
         self.board, self.stage = board, stage
@@ -204,21 +280,44 @@ class _StageCard:
                 self.feed = _Feed(stage, self.view)
                 board.pipeline.tap(stage.id, self.feed)
                 left = self.view
-        left.layout.flex = "1 1 auto"
+        # grows far more than the controls: on a wide card nearly all spare width is the view's
+        left.layout.flex = f"100 1 {VIEW_MIN}"
         left.layout.min_width = "0"
+        left.add_class("eegkit-card-view")
         self.title = w.HTML()
         self.timing = w.HTML()
         self.error = w.HTML(layout=w.Layout(display="none"))
+        self.enable_button = _button("Re-enable", "refresh", "warning", self._on_enable)
+        self.enable_button.tooltip = "set the stage up again (its state is reset) and run it"
+        self.enable_button.layout.display = "none"
         self.spec = stage.code.spec
         self.controls = {}
         self.control_box = w.VBox(layout=w.Layout(margin="6px 0 0 0"))
         self._build_controls()
-        side = w.VBox([self.title, self.timing, self.error, self.control_box],
-                      layout=w.Layout(width=SIDE_WIDTH, flex="0 0 auto", padding="2px 0 0 12px"))
+        side = w.VBox([self.title, self.timing, self.error, self.enable_button, self.control_box],
+                      layout=w.Layout(flex=f"1 1 {SIDE_WIDTH}", min_width="0",
+                                      padding="2px 6px 0 12px"))
+        side.add_class("eegkit-card-side")
         self.box = w.HBox([left, side], layout=w.Layout(
-            width="100%", align_items="flex-start", margin="0 0 10px 0", padding="0 0 10px 0",
-            border_bottom="1px solid var(--jp-border-color2, #e0e0e0)"))
+            width="100%", flex_flow="row wrap", align_items="flex-start", margin="0 0 10px 0",
+            padding="0 0 10px 0", border_bottom="1px solid var(--jp-border-color2, #e0e0e0)"))
+        self.box.add_class("eegkit-card")
         self._state = None
+
+    def _on_enable(self, _=None):
+        """Re-enable the disabled stage between two chunks; a new failure shows on the card."""
+        self.board._guard(self.enable)
+
+    def enable(self) -> None:
+        """Set the stage up again between two chunks (``stage.enable()``) and re-plan."""
+        pipeline = self.board.pipeline
+        with pipeline.between_chunks():
+            old = self.stage.out_info
+            self.stage.enable()
+            if pipeline.is_open:
+                new = self.stage.out_info
+                changed = old is None or (new is not None and not new.same_layout(old))
+                pipeline.reconfigure(layout_changed=changed)  # stages after it see its output again
 
     def _build_controls(self):
         in_info = self.stage.in_info
@@ -251,6 +350,7 @@ class _StageCard:
         self.error.value = (f"<div style='{ERROR};font-size:12px;white-space:pre-wrap'>"
                             f"{html.escape(problem)}</div>" if problem else "")
         self.error.layout.display = None if problem else "none"
+        self.enable_button.layout.display = None if not ok else "none"
         if self.view is not None:
             state = (stage.status, stage.error)
             if state != self._state:

@@ -35,6 +35,8 @@ Usage:
   %eegkit export PIPELINE PATH.json    write the pipeline named PIPELINE to PATH.json
   %eegkit run PATH.json [NAME]         load a pipeline JSON as NAME (default: the file name),
                                        start it and show its dashboard (--no-start: only load and show)
+  %eegkit stop [NAME|all]              stop the background run of pipeline NAME (a variable or a
+                                       Pipeline(name=...)); default: every running pipeline
   %eegkit reload [PLUGIN]              reload a plugin's code (default: every plugin) into running pipelines
   %eegkit save-stage NAME [DIR]        write the %%eegkit_stage NAME as a plugin folder (default ./plugins/NAME)
 
@@ -75,7 +77,7 @@ class EegkitMagics(Magics):
 
     @line_magic
     def eegkit(self, line):
-        """%eegkit plugins | status | export | run | reload | save-stage (``%eegkit help``)."""
+        """%eegkit plugins | status | export | run | stop | reload | save-stage (``%eegkit help``)."""
         try:
             args = shlex.split(line)
         except ValueError as exc:
@@ -188,11 +190,13 @@ def cmd_run(magics, args):
     if not name.isidentifier():
         raise UsageError(f"NAME must be a Python identifier, got {name!r}")
     from ._pipeline import Pipeline
+    from ..runtime._registry import claim_name
 
     old = magics.shell.user_ns.get(name)
     if isinstance(old, Pipeline):
         old.stop()
     pipeline = Pipeline.from_json(path)
+    claim_name(pipeline, name)  # a pipeline loaded under this name before stops
     magics.shell.user_ns[name] = pipeline
     if start:
         pipeline.start()
@@ -200,6 +204,28 @@ def cmd_run(magics, args):
     from IPython.display import display
 
     display(pipeline.show())
+
+
+def cmd_stop(magics, args):
+    """``stop [NAME|all]``: stop background runs (every running pipeline by default)."""
+    if len(args) > 1:
+        raise UsageError("'stop' takes at most one NAME (or 'all')")
+    from ._pipeline import Pipeline
+    from ..runtime._registry import named, stop_all
+
+    if not args or args[0] == "all":
+        stopped = stop_all()
+        print(f"stopped {len(stopped)} running pipeline{'s' if len(stopped) != 1 else ''}")
+        return
+    name = args[0]
+    value = magics.shell.user_ns.get(name)
+    pipeline = value if isinstance(value, Pipeline) else named(name)
+    if pipeline is None:
+        raise UsageError(f"no pipeline named {name!r} (a notebook variable or Pipeline(name=...)); "
+                         f"see %eegkit status")
+    was = pipeline.runner is not None and pipeline.runner.running
+    pipeline.stop()
+    print(f"stopped '{name}'" if was else f"'{name}' was not running")
 
 
 def cmd_reload(magics, args):
@@ -255,7 +281,7 @@ def cmd_save_stage(magics, args):
 
 
 COMMANDS = {"plugins": cmd_plugins, "status": cmd_status, "export": cmd_export, "run": cmd_run,
-            "reload": cmd_reload, "save-stage": cmd_save_stage}
+            "stop": cmd_stop, "reload": cmd_reload, "save-stage": cmd_save_stage}
 
 
 # -- cell magic ---------------------------------------------------------------------
@@ -409,7 +435,7 @@ def _pipelines(ns) -> list:
     for runner in active():
         if id(runner.pipeline) not in seen:
             seen.add(id(runner.pipeline))
-            found.append(("(unnamed)", runner.pipeline))
+            found.append((runner.pipeline.name or "(unnamed)", runner.pipeline))
     return found
 
 

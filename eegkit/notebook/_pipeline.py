@@ -8,12 +8,21 @@ while imports keep pointing one way (leaves → plugin → runtime → live → 
 
 from __future__ import annotations
 
+import sys
+
 from ..live._reload import reload_pipeline
 from ..runtime._pipeline import Pipeline as RuntimePipeline
+from ..runtime._registry import claim_origin
 
 
 class Pipeline(RuntimePipeline):
     __doc__ = RuntimePipeline.__doc__
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        origin = cell_origin()
+        if origin is not None:
+            claim_origin(self, *origin)  # re-running the cell stops the pipeline it built before
 
     def show(self):
         """Dashboard: every stage's view, start/stop/reset, statistics, parameter controls.
@@ -50,3 +59,22 @@ class Pipeline(RuntimePipeline):
         from ..live._watch import watch_pipeline
 
         return watch_pipeline(self, enable)
+
+
+def cell_origin():
+    """(cell id, execution count) of the notebook cell running now, or None outside one."""
+    if "IPython" not in sys.modules:  # never import IPython just to ask
+        return None
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or not hasattr(kernel, "get_parent"):
+        return None
+    try:
+        parent = kernel.get_parent("shell") or {}
+    except Exception:  # noqa: BLE001 - called outside a request (e.g. from a thread)
+        return None
+    cell = (parent.get("metadata") or {}).get("cellId")
+    msg_id = (parent.get("header") or {}).get("msg_id")
+    return (cell, msg_id) if cell and msg_id else None

@@ -11,7 +11,7 @@ from .._info import StreamInfo
 from ._plan import Plan
 from ._stage import Stage
 from ..plugin import default_manager
-from ._registry import register
+from ._registry import claim_name, register
 from ..sources import Source, make_source
 
 SOURCE_ID = "source"
@@ -30,6 +30,10 @@ class Pipeline:
         Default: the built-in synthetic EEG.
     plugins : PluginManager, optional
         Where stage types are looked up (default: the process-wide manager).
+    name : str, optional
+        A name for this pipeline in the process. Building another pipeline with the
+        same name stops this one's background run (:meth:`start`), so re-running the
+        cell that builds it leaves one run going.
 
     Examples
     --------
@@ -39,7 +43,7 @@ class Pipeline:
     >>> out["bp"].shape                                         # doctest: +SKIP
     """
 
-    def __init__(self, source=None, plugins=None, fuse: bool = True):
+    def __init__(self, source=None, plugins=None, fuse: bool = True, name: str | None = None):
         self.plugins = plugins or default_manager()
         self.fuse = fuse
         self.source_spec = None
@@ -57,7 +61,11 @@ class Pipeline:
         self.first_sample = 0
         self.last_run = {}  # timing of the last run(): samples, setup_s, process_s
         self.runner = None  # the background run of start(), if any
+        self.name = None
+        self.opening = None  # (stages set up, stages) while open() compiles, for progress displays
         register(self)  # hot reload, the file watcher and the notebook find live pipelines
+        if name is not None:
+            claim_name(self, name)  # the pipeline that had this name stops
 
     # -- building ----------------------------------------------------------------
     def set_source(self, source) -> None:
@@ -218,9 +226,14 @@ class Pipeline:
                 raise ParameterError(f"open() expects a StreamInfo, got {type(info).__name__}")
             self._info = info
             infos = {SOURCE_ID: info}
-            for stage in self._stages.values():
-                stage.apply_pending()
-                infos[stage.id] = stage.configure(infos[stage.input])
+            stages = list(self._stages.values())
+            try:
+                for i, stage in enumerate(stages):
+                    self.opening = (i, len(stages))
+                    stage.apply_pending()
+                    infos[stage.id] = stage.configure(infos[stage.input])
+            finally:
+                self.opening = None
             self._build_plan()
             self.first_sample = 0
 
