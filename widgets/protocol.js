@@ -51,11 +51,12 @@ export function asFloat32(buf) {
 // tell the rendered views. Returns the cleanup function.
 export function attachStream(model) {
   const key = model.get("stream_id");
-  const stream = { frame: null, frames: 0, listeners: new Set(), factory: null, api: null,
-    version: 0, loading: 0, error: null, ready: null };
+  const stream = { frame: null, raw: null, frames: 0, listeners: new Set(), factory: null, api: null,
+    version: 0, loading: 0, error: null, ready: null, legacy: null };
   STREAMS.set(key, stream);
   const onMsg = (msg, buffers) => {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
+    stream.raw = [msg, buffers];
     stream.frame = { ...msg, data: asFloat32(buffers[0]) };
     stream.frames += 1;
     stream.listeners.forEach((fn) => fn("frame"));
@@ -70,6 +71,7 @@ export function attachStream(model) {
     model.off("msg:custom", onMsg);
     model.off("change:_view_js", onSource);
     model.off("change:_api_js", onSource);
+    stopLegacy(stream);
     if (STREAMS.get(key) === stream) STREAMS.delete(key);
   };
 }
@@ -80,11 +82,20 @@ async function loadView(model, stream) {
   try {
     const [api, mod] = await Promise.all([importSource(model.get("_api_js") || "", "draw.js"),
       importSource(model.get("_view_js") || "", name)]);
+    const legacy = await legacyWidget(mod.default);
+    if (legacy) {
+      if (token !== stream.loading) return;
+      startLegacy(model, stream, legacy);
+      Object.assign(stream, { api, factory: null, error: null, version: stream.version + 1 });
+      stream.listeners.forEach((fn) => fn("view"));
+      return;
+    }
     if (typeof mod.default !== "function") {
       throw new TypeError(`its default export must be a function ({ model, api, el }) => ({ draw, ... }), `
         + `got ${typeof mod.default}`);
     }
     if (token !== stream.loading) return; // a newer source arrived meanwhile
+    stopLegacy(stream);
     Object.assign(stream, { api, factory: mod.default, error: null, version: stream.version + 1 });
   } catch (err) {
     if (token !== stream.loading) return;
@@ -92,6 +103,50 @@ async function loadView(model, stream) {
     stream.error = `view ${name} failed to load: ${err && err.message ? err.message : err}`;
   }
   stream.listeners.forEach((fn) => fn("view"));
+}
+
+// Plugin API 1.x compatibility: a bundle written before view modules is a whole
+// anywidget module (`export default {initialize, render}` or a factory returning one)
+// with its own frame listener and acks. Returns that definition, or null for a view.
+async function legacyWidget(def) {
+  const isWidget = (d) => d && typeof d === "object" && typeof d.draw !== "function"
+    && (typeof d.render === "function" || typeof d.initialize === "function");
+  if (isWidget(def)) return def;
+  // anywidget calls a factory without arguments; a view takes ({model, api, el}), so
+  // only a function declaring no parameter may be an old-style factory
+  if (typeof def === "function" && def.length === 0) {
+    let out;
+    try { out = await def(); } catch { return null; }
+    if (isWidget(out)) return out;
+  }
+  return null;
+}
+
+// Run an old-style widget's `initialize` on the model. Frames that came before it are
+// handed to its listener (it registered too late for them), as anywidget would have.
+function startLegacy(model, stream, def) {
+  stopLegacy(stream);
+  const proxy = new Proxy(model, {
+    get(target, key) {
+      if (key === "on") {
+        return (event, fn, ...rest) => {
+          target.on(event, fn, ...rest);
+          if (event === "msg:custom" && stream.raw) fn(...stream.raw);
+        };
+      }
+      const v = target[key];
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  stream.legacy = { def, model: proxy, cleanup: null };
+  const out = def.initialize ? def.initialize({ model: proxy }) : null;
+  if (typeof out === "function") stream.legacy.cleanup = out;
+}
+
+function stopLegacy(stream) {
+  if (!stream.legacy) return;
+  if (stream.legacy.cleanup) stream.legacy.cleanup();
+  stream.legacy = null;
 }
 
 // Promise settled when the model's view source has been imported (or failed to).
@@ -156,6 +211,25 @@ export function mountView(model, el) {
   let viewError = null;   // the view's last drawing error
   let pending = 0, draws = 0, acked = -1, drawMs = null, size = "", stale = true;
 
+  let legacy = null;      // an old-style widget's render: { def, cleanup }
+
+  // Old-style bundle: its own render draws and acks; the host's shell stays hidden.
+  function makeLegacy() {
+    if (legacy && legacy.def === stream.legacy?.def) return true;
+    if (legacy) { if (typeof legacy.cleanup === "function") legacy.cleanup(); legacy = null; }
+    if (!stream.legacy) { root.hidden = false; root.className = "eegkit-view"; return false; }
+    root.hidden = true;
+    root.className = "eegkit-host"; // tests find the bundle's own root by .eegkit-view
+    legacy = { def: stream.legacy.def, cleanup: null };
+    version = stream.version;
+    try {
+      legacy.cleanup = stream.legacy.def.render?.({ model: stream.legacy.model, el });
+    } catch (err) {
+      console.error(err);
+    }
+    return true;
+  }
+
   function makeView() {
     if (!stream.factory || version === stream.version) return;
     if (view && view.destroy) view.destroy();
@@ -191,6 +265,7 @@ export function mountView(model, el) {
 
   function draw() {
     pending = 0;
+    if (makeLegacy()) return;
     makeView();
     if (stale) header();
     const w = canvas.parentElement.clientWidth;
@@ -238,7 +313,8 @@ export function mountView(model, el) {
 
   const request = () => { if (!pending) pending = requestAnimationFrame(draw); };
   const onStream = (kind) => {
-    if (kind === "view") stale = true;
+    if (kind === "view") { stale = true; if (makeLegacy()) return; }
+    if (legacy) return;
     root.dataset.frames = String(stream.frames);
     request();
   };
@@ -257,6 +333,7 @@ export function mountView(model, el) {
     themeWatch.disconnect();
     if (pending) cancelAnimationFrame(pending);
     if (view && view.destroy) view.destroy();
+    if (legacy && typeof legacy.cleanup === "function") legacy.cleanup();
   };
 }
 

@@ -24,6 +24,29 @@ export class FakeElement {
     return child;
   }
 
+  // flat parse, enough for the old-style bundles' templates: every tag becomes a child
+  set innerHTML(html) {
+    this.children = [];
+    for (const m of String(html).matchAll(/<(\w+)([^>]*)>/g)) {
+      const e = document.createElement(m[1]);
+      e.className = (m[2].match(/class="([^"]*)"/) || [])[1] || "";
+      e.hidden = /\shidden\b/.test(m[2]);
+      this.appendChild(e);
+    }
+  }
+
+  // ".class" or "tag", searched depth-first
+  querySelector(sel) {
+    for (const c of this.children) {
+      const hit = sel.startsWith(".") ? c.className.split(" ").includes(sel.slice(1))
+        : c.tagName === sel.toUpperCase();
+      if (hit) return c;
+      const deeper = c.querySelector(sel);
+      if (deeper) return deeper;
+    }
+    return null;
+  }
+
   getContext(kind) {
     if (kind !== "2d") throw new Error(`fake canvas: no ${kind} context`);
     this.context ??= recordingContext();
@@ -83,6 +106,7 @@ export function installFakeDom({ width = 600 } = {}) {
     },
     getElementById: () => null,
   };
+  globalThis.window = globalThis;
   globalThis.getComputedStyle = () => ({ getPropertyValue: () => "" });
   globalThis.requestAnimationFrame = (fn) => { const id = nextFrame++; frames.set(id, fn); return id; };
   globalThis.cancelAnimationFrame = (id) => { frames.delete(id); };

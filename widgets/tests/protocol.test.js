@@ -215,8 +215,42 @@ test("a view that throws shows the error and the frame is still acked", async ()
   assert.deepEqual(model.acks(), [1]);
 });
 
+test("an old-style bundle (a whole anywidget module, plugin API 1.0) still loads and draws, acked once", async () => {
+  const bundle = readFileSync(new URL("tests/fixtures/legacy_brain_fft.js", WIDGETS), "utf8");
+  const bands = ["delta", "theta", "alpha", "beta", "gamma"];
+  const model = makeModel(bundle, { info: { ch_names: ["Fz", "Cz"].flatMap((c) => bands.map((b) => `${c}:${b}`)),
+    sfreq: 7.8, units: Array(10).fill("V²"), axis: bands, axis_values: [2.5, 6, 10.5, 21.5, 37.5] },
+  params: { bands: [1, 4, 8, 13, 30, 45] } });
+  host.initialize({ model });
+  model.deliver(...frameMessage(1, [[1, 1, 6, 1, 1], [1, 2, 5, 1, 1]])); // before the bundle is imported
+  await loaded(model);
+  assert.equal(model.listeners("msg:custom"), 2); // the host's and the bundle's
+  const { el } = show(model);
+  dom.flushFrame();
+  const [shell, legacy] = el.children;
+  assert.equal(shell.hidden, true);
+  assert.equal(shell.className, "eegkit-host");
+  assert.equal(legacy.className, "bfft eegkit-view");
+  assert.equal(legacy.dataset.draws, "1");
+  assert.equal(legacy.querySelector(".bfft-note").textContent, "dominant: alpha (8–13 Hz)");
+  model.deliver(...frameMessage(2, [[1, 1, 1, 6, 1], [1, 1, 1, 5, 1]]));
+  dom.flushFrame();
+  assert.equal(legacy.querySelector(".bfft-note").textContent, "dominant: beta (13–30 Hz)");
+  assert.deepEqual(model.acks(), [1, 2]); // the bundle's acks only, never the host's as well
+  assert.equal(model.sent.filter((m) => m.type === "ready").length, 2);
+
+  // a factory `() => ({ initialize, render })` is recognised too
+  const factory = makeModel(bundle.replace("export default {", "const widget = {") + "\nexport default () => widget;\n");
+  await start(factory);
+  const shown = show(factory);
+  factory.deliver(...frameMessage(1, [[1, 6, 1, 1, 1], [1, 5, 1, 1, 1]]));
+  dom.flushFrame();
+  assert.equal(shown.el.children[1].dataset.draws, "1");
+  assert.deepEqual(factory.acks(), [1]);
+});
+
 test("a module without a view factory is refused with a sentence", async () => {
-  const model = makeModel(`export default { render() {} };`);
+  const model = makeModel(`export default { name: "nothing" };`);
   const error = console.error;
   console.error = () => {};
   try {
