@@ -57,18 +57,28 @@ export function fmtPow10(k) {
   return "10" + String(k).split("").map((c) => SUP[c]).join("");
 }
 
-// Auto range that grows at once and shrinks only after ~1.5 s of smaller values,
-// so axes do not jitter from frame to frame.
-export function stickyRange(state, key, target, shrink = (a, b) => a < b) {
+// Auto range that grows at once and shrinks after `ms` (0.5 s) of smaller values, so
+// axes do not jitter from frame to frame yet follow the signal within a second.
+export function stickyRange(state, key, target, shrink = (a, b) => a < b, ms = 500) {
   const s = state[key];
+  const now = performance.now();
   if (!s || target > s.value || !isFinite(s.value)) {
-    state[key] = { value: target, since: 0 };
+    state[key] = { value: target, since: null };
   } else if (shrink(target, s.value)) {
-    if (++s.since > 45) state[key] = { value: target, since: 0 };
+    if (s.since === null) s.since = now;
+    else if (now - s.since >= ms) state[key] = { value: target, since: null };
   } else {
-    s.since = 0;
+    s.since = null;
   }
   return state[key].value;
+}
+
+// Largest 1-2-5 x 10^k number < x (the step below niceUp's ladder).
+export function niceDown(x) {
+  if (!(x > 0) || !isFinite(x)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(x)));
+  for (const m of [5, 2, 1, 0.5]) if (m * p < x * (1 - 1e-9)) return m * p;
+  return 0.5 * p;
 }
 
 // Axis helper: draw a horizontal time/frequency axis with ticks and grid lines.
@@ -125,10 +135,17 @@ export function axisLabel(ctx, th, text, x, y, vertical = false) {
 // bucket from its min to its max (every spike stays visible), for "raw" a polyline.
 // X(j) and Y(v) map point index and value to pixels; NaN points (no data yet) lift the pen.
 export function trace(ctx, frame, c, X, Y) {
+  ctx.beginPath();
+  tracePath(ctx, frame, c, X, Y);
+  ctx.stroke();
+}
+
+// trace() without beginPath/stroke: add channel c to the current path, so channels of
+// one colour are stroked together (one state change and one stroke per colour).
+export function tracePath(ctx, frame, c, X, Y) {
   const d = frame.data;
   const npts = frame.shape[1];
   const minmax = frame.layout === "minmax";
-  ctx.beginPath();
   let pen = false;
   for (let j = frame.valid_from || 0; j < npts; j++) {
     const x = X(j);
@@ -144,7 +161,6 @@ export function trace(ctx, frame, c, X, Y) {
     }
     pen = true;
   }
-  ctx.stroke();
 }
 
 // Channel names of a spectrum/features stream, whose rows are "<channel>:<item>".

@@ -47,30 +47,77 @@ export function asFloat32(buf) {
   return new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength));
 }
 
-// Model side, called from `initialize`: keep the newest frame, load the view module,
-// tell the rendered views. Returns the cleanup function.
+// Shift a delta frame's points (the window's newest `delta`) into the previous window.
+// Returns the new window's data, or null when the delta does not continue it.
+function shiftIn(stream, msg, tail) {
+  const prev = stream.frame, n = msg.delta;
+  const [nch, npts] = msg.shape;
+  const per = msg.layout === "minmax" ? 2 : 1;
+  if (!prev || prev.layout !== msg.layout || prev.step !== msg.step || prev.shape[0] !== nch
+    || prev.shape[1] !== npts || msg.first_sample - prev.first_sample !== n * msg.step
+    || tail.length !== nch * n * per) return null;
+  // two windows, swapped: the one drawn last stays intact while the next is filled
+  let out = stream.spare;
+  if (!out || out.length !== prev.data.length) out = new Float32Array(prev.data.length);
+  const row = npts * per, keep = (npts - n) * per;
+  for (let c = 0; c < nch; c++) {
+    out.set(prev.data.subarray(c * row + n * per, (c + 1) * row), c * row);
+    out.set(tail.subarray(c * n * per, (c + 1) * n * per), c * row + keep);
+  }
+  stream.spare = prev.data.buffer === tail.buffer ? null : prev.data;
+  return out;
+}
+
+// Is any rendered output of the stream on screen (and the page shown)? Tell the
+// kernel when that changes: it sends nothing to a stream nobody can see.
+function updateVisibility(model, stream) {
+  // an old-style bundle acks as it draws: it is always "visible" to the kernel
+  const visible = !!stream.legacy || stream.onScreen.size > 0 && !(globalThis.document && document.hidden);
+  if (visible === stream.visible) return;
+  stream.visible = visible;
+  model.send({ type: "visibility", visible });
+}
+
+// Model side, called from `initialize`: keep the newest window, load the view module,
+// ack frames while some output is on screen, tell the rendered views. Returns the cleanup.
 export function attachStream(model) {
   const key = model.get("stream_id");
-  const stream = { frame: null, raw: null, frames: 0, listeners: new Set(), factory: null, api: null,
-    version: 0, loading: 0, error: null, ready: null, legacy: null };
+  const stream = { frame: null, spare: null, frames: 0, listeners: new Set(), factory: null, api: null,
+    version: 0, loading: 0, error: null, ready: null, legacy: null, legacyListeners: new Set(),
+    onScreen: new Set(), visible: null };
   STREAMS.set(key, stream);
   const onMsg = (msg, buffers) => {
     if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
-    stream.raw = [msg, buffers];
-    stream.frame = { ...msg, data: asFloat32(buffers[0]) };
+    let data = asFloat32(buffers[0]);
+    if (msg.delta !== undefined) {
+      data = shiftIn(stream, msg, data);
+      if (!data) { model.send({ type: "resync", seq: msg.seq }); return; } // e.g. a frame sent before "ready"
+      msg = { ...msg };
+      delete msg.delta;
+    }
+    stream.frame = { ...msg, data };
     stream.frames += 1;
+    // acked when received, not when drawn: every delta is needed, the draw takes only
+    // the newest window at the next animation frame, and the kernel keeps at most two
+    // frames in flight; while no output is on screen nothing is acked or drawn
+    if (stream.visible && !stream.legacy) model.send({ type: "ack", seq: msg.seq });
+    const whole = [msg, [new DataView(data.buffer, data.byteOffset, data.byteLength)]];
+    stream.legacyListeners.forEach((fn) => fn(...whole));
     stream.listeners.forEach((fn) => fn("frame"));
   };
   const onSource = () => { stream.ready = loadView(model, stream); };
+  const onPage = () => updateVisibility(model, stream);
   model.on("msg:custom", onMsg);
   model.on("change:_view_js", onSource);
   model.on("change:_api_js", onSource);
+  globalThis.document?.addEventListener?.("visibilitychange", onPage);
   model.send({ type: "ready" }); // a new frontend: frames sent before it will never be acked
   onSource();
   return () => {
     model.off("msg:custom", onMsg);
     model.off("change:_view_js", onSource);
     model.off("change:_api_js", onSource);
+    globalThis.document?.removeEventListener?.("visibilitychange", onPage);
     stopLegacy(stream);
     if (STREAMS.get(key) === stream) STREAMS.delete(key);
   };
@@ -126,12 +173,17 @@ async function legacyWidget(def) {
 // handed to its listener (it registered too late for them), as anywidget would have.
 function startLegacy(model, stream, def) {
   stopLegacy(stream);
+  // its frame listener gets whole windows (the host merges delta frames), starting
+  // with the newest one if frames came before it listened
   const proxy = new Proxy(model, {
     get(target, key) {
-      if (key === "on") {
+      if (key === "on" || key === "off") {
         return (event, fn, ...rest) => {
-          target.on(event, fn, ...rest);
-          if (event === "msg:custom" && stream.raw) fn(...stream.raw);
+          if (event !== "msg:custom") return target[key](event, fn, ...rest);
+          if (key === "off") return stream.legacyListeners.delete(fn);
+          stream.legacyListeners.add(fn);
+          const f = stream.frame;
+          if (f) fn(f, [new DataView(f.data.buffer, f.data.byteOffset, f.data.byteLength)]);
         };
       }
       const v = target[key];
@@ -147,6 +199,7 @@ function stopLegacy(stream) {
   if (!stream.legacy) return;
   if (stream.legacy.cleanup) stream.legacy.cleanup();
   stream.legacy = null;
+  stream.legacyListeners.clear();
 }
 
 // Promise settled when the model's view source has been imported (or failed to).
@@ -189,7 +242,7 @@ function message(err) {
   return err && err.message ? err.message : String(err);
 }
 
-const TRAITS = ["info", "title", "status", "scale", "log_scale", "height", "params"];
+const TRAITS = ["info", "title", "status", "scale", "log_scale", "height", "params", "paused", "seconds"];
 
 // View side, called from `render`: the shell around the view, the draw loop, acks.
 export function mountView(model, el) {
@@ -200,6 +253,7 @@ export function mountView(model, el) {
   const title = element("span", "eegkit-title", head);
   const meta = element("span", "eegkit-meta", head);
   const note = element("span", "eegkit-note", head);
+  const tools = element("span", "eegkit-tools", head);
   const body = element("div", "eegkit-body", root);
   const canvas = element("canvas", "", body);
   const wait = element("div", "eegkit-wait", body, "waiting for data…");
@@ -209,7 +263,7 @@ export function mountView(model, el) {
   let view = null;        // the view instance
   let version = 0;        // stream.version it was made from
   let viewError = null;   // the view's last drawing error
-  let pending = 0, draws = 0, acked = -1, drawMs = null, size = "", stale = true;
+  let pending = 0, draws = 0, drawMs = null, size = "", stale = true;
 
   let legacy = null;      // an old-style widget's render: { def, cleanup }
 
@@ -263,74 +317,141 @@ export function mountView(model, el) {
 
   const api = () => stream.api || { fmtNumber: String };
 
+  // Controls: the host's pause, then the view's own (`controls`), as buttons in the
+  // header and keys on the focused view (MNE's browser keys where they exist).
+  const pause = { keys: [" ", "p"], label: "⏸", title: "pause / resume (space)", run() {
+    model.set("paused", !model.get("paused"));
+    model.save_changes?.();
+  } };
+  let controls = [pause];
+  function makeControls() {
+    tools.replaceChildren();
+    controls = [pause, ...((view && view.controls) || [])];
+    for (const c of controls) {
+      if (c.hidden) continue; // a key only
+      const b = element("button", "eegkit-button", tools, c.label);
+      b.title = c.title || "";
+      b.tabIndex = -1; // the view takes the keys; buttons are for the mouse
+      b.dataset.control = c.label;
+      b.onclick = () => run(c);
+      c.button = b;
+    }
+  }
+  function run(c) {
+    try { c.run(); } catch (err) { console.error(err); }
+    stale = true;
+    request();
+  }
+  root.tabIndex = 0;
+  const onKey = (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const c = controls.find((x) => x.keys && x.keys.includes(e.key));
+    if (!c) return;
+    e.preventDefault?.();
+    e.stopPropagation?.(); // JupyterLab's command mode must not see them
+    run(c);
+  };
+  root.addEventListener?.("keydown", onKey);
+
+  // Measured only when the container changes (a ResizeObserver callback), never in the
+  // draw: reading layout after the last draw's DOM writes would force a layout per frame.
+  let width = -1, dpr = 1, th = null, held = null;
+  const visible = () => stream.onScreen.has(token) && !(globalThis.document && document.hidden);
+
   function draw() {
     pending = 0;
     if (makeLegacy()) return;
-    makeView();
+    if (version !== stream.version) { makeView(); makeControls(); }
     if (stale) header();
-    const w = canvas.parentElement.clientWidth;
-    if (w <= 0 || !view) return; // not on screen (or no view yet): draw when it is
+    if (!visible()) return; // scrolled away, collapsed or a hidden tab: drawn when seen again
+    if (width < 0) width = canvas.parentElement.clientWidth;
+    const w = width;
+    if (w <= 0 || !view) return;
     const info = model.get("info") || {};
     const h = model.get("height") || (view.height ? view.height(info, w) : 240);
-    const dpr = globalThis.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
+    if (size !== `${w}x${h}`) {
+      size = `${w}x${h}`;
+      dpr = globalThis.devicePixelRatio || 1;
       canvas.width = Math.round(w * dpr);
       canvas.height = Math.round(h * dpr);
       canvas.style.height = `${h}px`;
-    }
-    if (size !== `${w}x${h}`) {
-      size = `${w}x${h}`;
       if (view.resize) view.resize(w, h);
     }
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    const frame = stream.frame;
+    const paused = !!model.get("paused");
+    if (paused && !held && stream.frame) held = { ...stream.frame, data: stream.frame.data.slice() };
+    if (!paused) held = null;
+    const frame = held || stream.frame;
+    pause.button && (pause.button.textContent = paused ? "▶" : "⏸");
+    root.dataset.paused = String(paused);
     if (!frame) return;
-    const th = theme(root);
+    if (!th) th = theme(root);
     ctx.font = `11px ${th.font}`;
     const t0 = performance.now();
+    let text = "";
     try {
-      note.textContent = view.draw(ctx, frame, { w, h, th, info }) || "";
+      text = view.draw(ctx, frame, { w, h, th, info }) || "";
       if (viewError) { viewError = null; header(); }
     } catch (err) {
       if (!viewError) console.error(err); // once, with its stack; the banner keeps the message
       viewError = `view error: ${message(err)}`;
       header();
     }
+    if (paused) text = text ? `paused · ${text}` : "paused";
+    if (note.textContent !== text) note.textContent = text;
     const dt = performance.now() - t0;
     drawMs = drawMs === null ? dt : 0.9 * drawMs + 0.1 * dt;
-    wait.hidden = true;
-    const first = frame.data.find((x) => Number.isFinite(x));
+    if (!wait.hidden) wait.hidden = true;
+    let first;
+    for (const x of frame.data) if (x === x) { first = x; break; }
     Object.assign(root.dataset, { draws: String(++draws), lastSeq: String(frame.seq), drawMs: drawMs.toFixed(2),
       firstValue: first === undefined ? "" : String(first) });
-    // the frame is consumed even when the view failed on it: the kernel keeps sending,
-    // and a fixed view (hot reload) draws the next one
-    if (frame.seq !== acked) {
-      acked = frame.seq;
-      model.send({ type: "ack", seq: frame.seq });
-    }
   }
 
   const request = () => { if (!pending) pending = requestAnimationFrame(draw); };
   const onStream = (kind) => {
-    if (kind === "view") { stale = true; if (makeLegacy()) return; }
+    if (kind === "view") { stale = true; if (makeLegacy()) { updateVisibility(model, stream); return; } }
     if (legacy) return;
     root.dataset.frames = String(stream.frames);
+    if (kind === "frame" && (model.get("paused") || !visible())) return;
     request();
   };
   const onTraits = () => { stale = true; request(); };
   stream.listeners.add(onStream);
   TRAITS.forEach((name) => model.on(`change:${name}`, onTraits));
-  const resize = new ResizeObserver(request);
+  const resize = new ResizeObserver(() => { width = -1; request(); });
   resize.observe(root);
-  const themeWatch = new MutationObserver(request);
+  const themeWatch = new MutationObserver(() => { th = null; request(); });
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-name", "data-jp-theme-light"] });
+  // on screen or not: a view without IntersectionObserver (outside a browser) counts as shown
+  const token = {};
+  const setOnScreen = (on) => {
+    if (on) stream.onScreen.add(token); else stream.onScreen.delete(token);
+    root.dataset.visible = String(on);
+    updateVisibility(model, stream);
+    if (on) request();
+  };
+  const onPage = () => { if (visible()) request(); };
+  globalThis.document?.addEventListener?.("visibilitychange", onPage);
+  let seen = null;
+  if (typeof IntersectionObserver === "function") {
+    seen = new IntersectionObserver((entries) => setOnScreen(entries[entries.length - 1].isIntersecting),
+      { rootMargin: "64px" });
+    seen.observe(root);
+  } else {
+    setOnScreen(true);
+  }
   onStream("view");
   return () => {
     stream.listeners.delete(onStream);
     TRAITS.forEach((name) => model.off(`change:${name}`, onTraits));
     resize.disconnect();
     themeWatch.disconnect();
+    seen?.disconnect();
+    globalThis.document?.removeEventListener?.("visibilitychange", onPage);
+    root.removeEventListener?.("keydown", onKey);
+    setOnScreen(false);
     if (pending) cancelAnimationFrame(pending);
     if (view && view.destroy) view.destroy();
     if (legacy && typeof legacy.cleanup === "function") legacy.cleanup();

@@ -1,24 +1,31 @@
 // Scope: multichannel stacked traces of the last `seconds` of a timeseries.
 // Frames: layout "minmax" (channels x buckets x [min, max]) or "raw" (channels x samples).
 // A view module of eegkit's view host (protocol.js): it only draws.
+//
+// Controls (keys as in MNE's browser): +/- amplitude, a automatic amplitude,
+// Home/End shorter/longer time window, PageUp/PageDown a page of channels,
+// ArrowUp/ArrowDown one channel. Channels are paged so that every label is legible.
 
 const LABEL_FONT = 11;
+const MIN_LANE = 16; // px per channel: below that labels would overlap
+const WINDOWS = [1, 2, 5, 10, 20, 30, 60];
 
-function channelStats(frame) {
+function channelStats(frame, c0, c1) {
   // per channel: mean (traces are drawn centred on it) and standard deviation
-  const [nch, npts] = frame.shape;
+  const npts = frame.shape[1];
   const per = frame.layout === "minmax" ? 2 : 1;
   const d = frame.data;
-  const mean = new Float64Array(nch);
-  const sd = new Float64Array(nch);
-  for (let c = 0; c < nch; c++) {
+  const mean = new Float64Array(c1 - c0);
+  const sd = new Float64Array(c1 - c0);
+  for (let c = c0; c < c1; c++) {
     let s = 0, s2 = 0, n = 0;
-    for (let i = (c * npts + frame.valid_from) * per, end = (c + 1) * npts * per; i < end; i++) {
+    for (let i = (c * npts + (frame.valid_from || 0)) * per, end = (c + 1) * npts * per; i < end; i++) {
       const x = d[i];
       if (x === x) { s += x; s2 += x * x; n++; }
     }
-    mean[c] = n ? s / n : 0;
-    sd[c] = n ? Math.sqrt(Math.max(0, s2 / n - mean[c] * mean[c])) : 0;
+    const m = n ? s / n : 0;
+    mean[c - c0] = m;
+    sd[c - c0] = n ? Math.sqrt(Math.max(0, s2 / n - m * m)) : 0;
   }
   return { mean, sd };
 }
@@ -29,8 +36,18 @@ function median(a) {
 }
 
 export default function scope({ model, api }) {
-  const state = {}; // sticky auto range
-  const { niceUp, stickyRange, fmtQuantity, fmtNumber, xAxis, trace } = api;
+  const state = { page: 0, perPage: 1, nch: 0, scale: 1 };
+  const { niceUp, niceDown, stickyRange, fmtQuantity, fmtNumber, xAxis, tracePath } = api;
+
+  const setScale = (v) => { model.set("scale", v); model.save_changes?.(); };
+  const setWindow = (dir) => {
+    const s = model.get("seconds") || 5;
+    const next = dir < 0 ? [...WINDOWS].reverse().find((x) => x < s - 1e-9) : WINDOWS.find((x) => x > s + 1e-9);
+    if (next !== undefined) { model.set("seconds", next); model.save_changes?.(); }
+  };
+  const scroll = (n) => {
+    state.page = Math.max(0, Math.min(state.nch - state.perPage, state.page + n));
+  };
 
   function draw(ctx, frame, { w, h, th, info }) {
     const names = info.ch_names || [];
@@ -38,63 +55,102 @@ export default function scope({ model, api }) {
     const [nch, npts] = frame.shape;
     const sfreq = frame.sfreq || info.sfreq || 1;
 
-    const labelW = Math.min(80, Math.max(24, ...names.map((n) => ctx.measureText(n).width))) + 10;
-    const box = { left: labelW, top: 4, width: Math.max(10, w - labelW - 8), height: Math.max(10, h - 26) };
-    const lane = box.height / Math.max(1, nch);
+    const box = { left: 0, top: 4, width: 0, height: Math.max(10, h - 26) };
+    state.nch = nch;
+    state.perPage = Math.max(1, Math.min(nch, Math.floor(box.height / MIN_LANE)));
+    state.page = Math.max(0, Math.min(state.page, nch - state.perPage));
+    const c0 = state.page, c1 = c0 + state.perPage;
+    const lane = box.height / state.perPage;
+    ctx.font = `${Math.min(LABEL_FONT, Math.max(9, lane * 0.8))}px ${th.font}`;
+    let labelW = 24;
+    for (let c = c0; c < c1; c++) labelW = Math.max(labelW, ctx.measureText(names[c] ?? `ch${c}`).width);
+    box.left = Math.min(90, labelW) + 10;
+    box.width = Math.max(10, w - box.left - 44); // room on the right for the scale bar
 
-    const { mean, sd } = channelStats(frame);
+    const { mean, sd } = channelStats(frame, c0, c1);
     // one lane ("division") holds about +-2 standard deviations of a typical channel
-    const auto = stickyRange(state, "scale", niceUp(4 * median(sd) || 1e-6), (a, b) => a <= b / 2);
+    const auto = stickyRange(state, "auto", niceUp(4 * median(sd) || 1e-6), (a, b) => a <= b / 2);
     const scale = model.get("scale") > 0 ? model.get("scale") : auto;
+    state.scale = scale;
     const k = lane / scale;
+
+    // channel labels and faint zero lines (one path)
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = th.muted;
+    for (let c = c0; c < c1; c++) ctx.fillText(names[c] ?? `ch${c}`, box.left - 6, box.top + lane * (c - c0 + 0.5));
+    ctx.font = `11px ${th.font}`;
+    ctx.strokeStyle = th.grid;
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    for (let c = c0; c < c1; c++) {
+      const y = Math.round(box.top + lane * (c - c0 + 0.5)) + 0.5;
+      ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y);
+    }
+    ctx.stroke();
 
     // time axis (absolute stream time, seconds)
     const t0 = frame.first_sample / sfreq;
     const t1 = (frame.first_sample + npts * frame.step) / sfreq;
     xAxis(ctx, th, box, t0, t1, (v, step) => `${v.toFixed(step < 1 ? 1 : 0)} s`, Math.max(2, Math.floor(box.width / 90)));
 
-    // channel labels and faint zero lines
-    const every = Math.max(1, Math.ceil(12 / lane));
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    ctx.font = `${Math.min(LABEL_FONT, Math.max(8, lane * 0.9))}px ${th.font}`;
-    for (let c = 0; c < nch; c++) {
-      const y = Math.round(box.top + lane * (c + 0.5)) + 0.5;
-      if (c % every === 0) {
-        ctx.fillStyle = th.muted;
-        ctx.fillText(names[c] ?? `ch${c}`, box.left - 6, y);
-      }
-      if (lane >= 14) {
-        ctx.strokeStyle = th.grid;
-        ctx.beginPath(); ctx.moveTo(box.left, y); ctx.lineTo(box.left + box.width, y); ctx.stroke();
-      }
-    }
-
-    // traces, clipped to the plot
+    // traces, clipped to the plot: one path per colour, so two strokes in all
     ctx.save();
     ctx.beginPath();
     ctx.rect(box.left, box.top, box.width, box.height);
     ctx.clip();
-    ctx.lineWidth = nch > 32 ? 0.8 : 1;
+    ctx.lineWidth = lane < 24 ? 0.8 : 1;
     ctx.lineJoin = "round";
     const dx = box.width / npts;
     const X = (j) => box.left + (j + 0.5) * dx;
-    const traceColors = [th.dark ? "#8ab4f8" : "#1a4f8b", th.dark ? "#c7d8f5" : "#3d3d3d"];
-    for (let c = 0; c < nch; c++) {
-      const y0 = box.top + lane * (c + 0.5);
-      const m = mean[c];
-      ctx.strokeStyle = traceColors[c % 2];
-      trace(ctx, frame, c, X, (v) => y0 - (v - m) * k);
+    const colors = [th.dark ? "#8ab4f8" : "#1a4f8b", th.dark ? "#c7d8f5" : "#3d3d3d"];
+    for (let parity = 0; parity < 2; parity++) {
+      ctx.strokeStyle = colors[parity];
+      ctx.beginPath();
+      for (let c = c0 + ((c0 + parity) % 2); c < c1; c += 2) {
+        const y0 = box.top + lane * (c - c0 + 0.5);
+        const m = mean[c - c0];
+        tracePath(ctx, frame, c, X, (v) => y0 - (v - m) * k);
+      }
+      ctx.stroke();
     }
     ctx.restore();
 
+    // scale bar: one division, labelled in the stream's unit (µV for volts)
+    const bx = box.left + box.width + 10;
+    const by = box.top + box.height - 6;
+    ctx.strokeStyle = th.fg;
+    ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(bx, by); ctx.lineTo(bx, by - lane); ctx.stroke();
+    ctx.lineWidth = 1;
+    ctx.save();
+    ctx.translate(bx + 10, by - lane / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillStyle = th.fg;
+    ctx.fillText(fmtQuantity(scale, unit), 0, 0);
+    ctx.restore();
+
+    const auto_ = model.get("scale") > 0 ? "" : " (auto)";
+    const pages = state.perPage < nch ? ` · ch ${c0 + 1}–${c1} of ${nch}` : "";
     const decim = frame.layout === "minmax" ? ` · min/max of ${frame.step}` : "";
-    return `${fmtQuantity(scale, unit)} / div · ${fmtNumber(t1 - t0)} s${decim}`;
+    return `${fmtQuantity(scale, unit)} / div${auto_} · ${fmtNumber(t1 - t0)} s${pages}${decim}`;
   }
 
   return {
     name: "scope",
     height: (info) => Math.min(640, Math.max(180, 26 + 22 * (info.ch_names || []).length)),
+    controls: [
+      { label: "−", keys: ["-", "_"], title: "smaller amplitude (-)", run: () => setScale(niceUp(state.scale * 1.01)) },
+      { label: "+", keys: ["+", "="], title: "larger amplitude (+)", run: () => setScale(niceDown(state.scale)) },
+      { label: "auto", keys: ["a"], title: "automatic amplitude (a)", run: () => setScale(0) },
+      { label: "⇤", keys: ["Home"], title: "shorter time window (Home)", run: () => setWindow(-1) },
+      { label: "⇥", keys: ["End"], title: "longer time window (End)", run: () => setWindow(1) },
+      { label: "▲", keys: ["PageUp"], title: "previous channels (PageUp; ↑ one channel)", run: () => scroll(-state.perPage) },
+      { label: "▼", keys: ["PageDown"], title: "next channels (PageDown; ↓ one channel)", run: () => scroll(state.perPage) },
+      { label: "↑", keys: ["ArrowUp"], title: "one channel up", run: () => scroll(-1), hidden: true },
+      { label: "↓", keys: ["ArrowDown"], title: "one channel down", run: () => scroll(1), hidden: true },
+    ],
     draw,
   };
 }

@@ -31,6 +31,7 @@ class WindowBuffer:
         self.start = self.end = None  # valid absolute samples: [max(start, end - cap), end)
         self.done = self.kept = 0     # buckets [kept, done) hold their min/max in `minmax`
         self.sent_end = None          # self.end when the last frame was built
+        self.sent_t0 = None           # its window's first sample (a delta must continue it)
 
     def write(self, block, first):
         """Copy a block into the ring (caller holds the lock)."""
@@ -38,7 +39,7 @@ class WindowBuffer:
         if first != self.end:  # first block, or a gap/restart: start a new window
             self.start = self.end = first
             self.done = self.kept = -(-first // self.step)
-            self.sent_end = None
+            self.sent_end = self.sent_t0 = None
         if n > self.cap:
             block, first, n = block[:, n - self.cap:], first + n - self.cap, self.cap
         i = first % self.cap
@@ -51,8 +52,13 @@ class WindowBuffer:
         """True when samples arrived since the last built frame."""
         return self.end is not None and self.end != self.sent_end
 
-    def build(self):
-        """(content, float32 data) of the current window, or None if nothing new."""
+    def build(self, full=True):
+        """(content, float32 data) of the current window, or None if nothing new.
+
+        With ``full=False`` only the points that scrolled in since the last built frame
+        are sent (``content["delta"]`` of them, the window's tail): the browser keeps the
+        window and shifts them in, so a frame is a few kB instead of the whole window.
+        """
         if not self.has_news():
             return None
         step, nb = self.step, self.n_buckets
@@ -81,10 +87,17 @@ class WindowBuffer:
             n_invalid = min(nb, self.kept - (k_end - nb))
             layout = "minmax"
         out[:, :n_invalid] = np.nan
-        self.sent_end = self.end
         content = {"layout": layout, "shape": list(out.shape), "first_sample": int(t0),
                    "step": step, "valid_from": int(n_invalid), "end_sample": int(self.end),
                    "sfreq": self.sfreq}
+        if not full and self.sent_t0 is not None:
+            n_new = (t0 - self.sent_t0) // step
+            if n_new == 0:
+                return None  # no complete bucket yet: nothing to scroll in
+            if 0 < n_new < out.shape[1]:
+                content["delta"] = int(n_new)
+                out = np.ascontiguousarray(out[:, out.shape[1] - n_new:])
+        self.sent_end, self.sent_t0 = self.end, t0
         return content, out
 
     def _reduce(self, k0, k1):
@@ -120,7 +133,7 @@ class LatestBuffer:
         """True when a column arrived since the last built frame."""
         return self.index is not None and self.index != self.sent_index
 
-    def build(self):
+    def build(self, full=True):
         """(content, float32 data) of the newest column, or None if nothing new."""
         if not self.has_news():
             return None

@@ -141,6 +141,8 @@ class StreamView(anywidget.AnyWidget):
         self._costs = []     # thread CPU seconds per sent frame (last 600)
         self._pacer_error = None
         self._buf = None
+        self._visible = True  # some output of the view is on screen (the browser says)
+        self._full = True     # next window frame whole (a new frontend has no window to shift)
         traits.setdefault("log_scale", view == "spectrum")
         traits.update({name: src.text for name, src in self._sources.items()})
         super().__init__(info=info.to_dict(), view=str(view), title=str(title), fps=float(fps),
@@ -235,14 +237,25 @@ class StreamView(anywidget.AnyWidget):
             buf = LatestBuffer(info.n_channels, n_axis, self.max_points)
         with self._lock:
             self._buf = buf
+            self._full = True
 
     def _on_msg(self, _widget, content, _buffers):
-        """Browser → kernel: acks of drawn frames, and a fresh frontend saying hello."""
+        """Browser → kernel: acks, a fresh frontend's hello, visibility, a resync request."""
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "ack":
             self._acked = max(self._acked, min(int(content.get("seq", 0)), self._seq))
         elif kind == "ready":
             self._acked = self._seq  # frames sent to an earlier frontend will never be acked
+            self._full = True
+        elif kind == "visibility":
+            visible = bool(content.get("visible", True))
+            if visible and not self._visible:
+                self._acked = self._seq  # frames in flight while hidden were not drawn
+                self._full = True
+            self._visible = visible
+        elif kind == "resync":  # the browser's window does not continue: send it whole
+            self._acked = max(self._acked, min(int(content.get("seq", 0)), self._seq))
+            self._full = True
 
     def _tick(self) -> bool:
         """Build and send one frame if there is news and room in flight; True if sent."""
@@ -251,7 +264,7 @@ class StreamView(anywidget.AnyWidget):
 
     def _send_frame(self) -> bool:
         """Body of :meth:`_tick` (caller holds the send lock)."""
-        if self.paused:
+        if self.paused or not self._visible:
             return False
         if self._seq - self._acked >= MAX_UNACKED:
             if self._buf.has_news():
@@ -259,9 +272,10 @@ class StreamView(anywidget.AnyWidget):
             return False
         t0 = time.thread_time()
         with self._lock:
-            frame = self._buf.build()
+            frame = self._buf.build(full=self._full)
         if frame is None:
             return False
+        self._full = False
         content, data = frame
         self._seq += 1
         content.update(type="frame", seq=self._seq)

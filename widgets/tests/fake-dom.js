@@ -18,6 +18,26 @@ export class FakeElement {
     this.context = null;
   }
 
+  replaceChildren(...kids) {
+    this.children = [];
+    kids.forEach((k) => this.appendChild(k));
+  }
+
+  addEventListener(type, fn) {
+    (this.handlers ??= []).push([type, fn]);
+  }
+
+  removeEventListener(type, fn) {
+    this.handlers = (this.handlers ?? []).filter(([t, f]) => t !== type || f !== fn);
+  }
+
+  // dispatch a key press as the browser would to the focused element
+  key(key) {
+    const e = { key, prevented: false, preventDefault() { this.prevented = true; }, stopPropagation() {} };
+    (this.handlers ?? []).filter(([t]) => t === "keydown").forEach(([, f]) => f(e));
+    return e.prevented;
+  }
+
   appendChild(child) {
     child.parentElement = this;
     this.children.push(child);
@@ -115,6 +135,17 @@ export function installFakeDom({ width = 600 } = {}) {
     observe(el) { this.targets.push(el); }
     disconnect() { this.targets = []; }
     fire() { if (this.targets.length) this.fn([]); }
+  };
+  // on screen unless a test says otherwise (dom.setOnScreen); real browsers call back
+  // asynchronously after observe(), this one at once
+  const seen = [];
+  dom.setOnScreen = (el, on) => {
+    seen.filter((o) => o.targets.includes(el)).forEach((o) => o.fn([{ target: el, isIntersecting: on }]));
+  };
+  globalThis.IntersectionObserver = class {
+    constructor(fn) { this.fn = fn; this.targets = []; seen.push(this); }
+    observe(el) { this.targets.push(el); this.fn([{ target: el, isIntersecting: true }]); }
+    disconnect() { this.targets = []; }
   };
   globalThis.MutationObserver = class {
     observe() {}

@@ -53,7 +53,7 @@ test("scope draws raw and min/max frames with channel labels, time axis and scal
     frameMessage(1, CH.map((_, k) => sine(500, k)), 0, { layout: "raw", first_sample: 1000, step: 1, valid_from: 0, sfreq: 250 }));
   ok(raw);
   for (const t of ["Fz", "Cz", "Pz", "4.0 s", "6.0 s"]) assert.ok(raw.texts.includes(t), `${t} in ${raw.texts}`);
-  assert.match(raw.note, /µV \/ div · 2 s$/);
+  assert.match(raw.note, /µV \/ div \(auto\) · 2 s$/);
   assert.ok(raw.strokes >= 3);
   const minmax = CH.map((_, k) => sine(100, k).map((v) => [v - 1e-6, v + 1e-6]));
   const mm = await drawOnce(read("scope.js"), timeseries,
