@@ -24,16 +24,17 @@ from .._check import check_option, did_you_mean, ensure_int, option_error
 from .._errors import ParameterError
 from .._paths import package_dir
 from ._frames import LatestBuffer, WindowBuffer
+from ._topomap import topomap_positions
 from ._sources import view_source
 from .._info import StreamInfo
 
-VIEWS = ("scope", "spectrum", "bars")
+VIEWS = ("scope", "spectrum", "bars", "topomap")
 FRAME_MODES = ("window", "latest")
 MAX_UNACKED = 2  # frames in flight before the pacer stops sending
 
 
 def widgets_dir() -> Path:
-    """Folder of the built-in view files (``scope.js``, ``spectrum.js``, ``bars.js``).
+    """Folder of the built-in view files (``scope.js``, ``spectrum.js``, ``bars.js``, ``topomap.js``).
 
     ``<package>/_bundled/widgets`` in an installed wheel, else ``<repo>/widgets``
     in an editable checkout.
@@ -48,7 +49,7 @@ class StreamView(anywidget.AnyWidget):
     ----------
     info : StreamInfo or dict
         Metadata of the stream the view will be fed.
-    view : {"scope", "spectrum", "bars"} or path
+    view : {"scope", "spectrum", "bars", "topomap"} or path
         A built-in view, or the path of a view module (a plugin's
         ``ui/bundle.js``): an ES module whose default export makes a view that
         draws frames (``widgets/README.md``). With ``ANYWIDGET_HMR=1`` an edit to
@@ -62,13 +63,15 @@ class StreamView(anywidget.AnyWidget):
     frames : {"window", "latest"}, optional
         What a frame holds: the last ``seconds`` of samples, min/max-decimated
         (default for ``scope``), or the newest column reshaped to
-        ``(channels, axis items)`` (default for ``spectrum`` and ``bars``). For a
+        ``(channels, axis items)`` (default for the other built-in views). For a
         bundle path the default follows ``info.kind``.
     max_points : int
         Most points per channel in one frame.
     **traits
         Initial values of the settings traits: ``scale``, ``log_scale``,
-        ``height``, ``paused``, ``params``.
+        ``height``, ``paused``, ``params``, ``positions``. A ``topomap`` view
+        computes ``positions`` from the channel names (:func:`topomap_positions`)
+        unless given.
 
     Notes
     -----
@@ -111,6 +114,8 @@ class StreamView(anywidget.AnyWidget):
     paused = t.Bool(False).tag(sync=True)
     #: the bound stage's parameters, for plugin bundles (e.g. band edges)
     params = t.Dict().tag(sync=True)
+    #: 2-D channel positions for the topomap: ``topomap_positions(info)``, sent once
+    positions = t.Dict().tag(sync=True)
     #: source text of the view module, and of the helpers it receives as ``api``
     _view_js = t.Unicode("").tag(sync=True)
     _api_js = t.Unicode("").tag(sync=True)
@@ -144,6 +149,8 @@ class StreamView(anywidget.AnyWidget):
         self._visible = True  # some output of the view is on screen (the browser says)
         self._full = True     # next window frame whole (a new frontend has no window to shift)
         traits.setdefault("log_scale", view == "spectrum")
+        if view == "topomap" and "positions" not in traits:
+            traits["positions"] = topomap_positions(info)
         traits.update({name: src.text for name, src in self._sources.items()})
         super().__init__(info=info.to_dict(), view=str(view), title=str(title), fps=float(fps),
                          seconds=float(seconds), stream_id=uuid.uuid4().hex, **traits)
@@ -226,6 +233,8 @@ class StreamView(anywidget.AnyWidget):
         """Reallocate buffers when the stream or the window length changes."""
         if getattr(self, "_buf", None) is not None:
             self._alloc()
+            if change["name"] == "info" and self.view == "topomap":
+                self.positions = topomap_positions(self.info)
 
     def _alloc(self):
         """Allocate the frame buffer for the current info/seconds."""
@@ -315,7 +324,7 @@ def _view_path(view) -> Path:
     return path.resolve()
 
 
-_SETTINGS = ("scale", "log_scale", "height", "paused", "params")
+_SETTINGS = ("scale", "log_scale", "height", "paused", "params", "positions")
 
 
 def _check_traits(traits):

@@ -81,6 +81,7 @@ export function recordingContext() {
   const special = {
     measureText: (text) => ({ width: String(text).length * 6 }),
     createLinearGradient: () => ({ addColorStop() {} }),
+    createImageData: (w, h) => ({ width: w, height: h, data: new Uint8ClampedArray(w * h * 4) }),
   };
   return new Proxy({}, {
     get(_, key) {

@@ -69,8 +69,16 @@ test("spectrum draws a log frequency plot with units and a legend", async () => 
   const psd = CH.map((_, k) => freqs.map((f) => 1e-11 / (1 + f) * (1 + k)));
   const out = await drawOnce(read("spectrum.js"), info, frameMessage(1, psd), { log_scale: true });
   ok(out);
-  for (const t of ["µV²/Hz", "10⁻²", "Hz", "120", "Fz", "mean"]) assert.ok(out.texts.includes(t), `${t} in ${out.texts}`);
-  assert.match(out.note, /^log · 0–125 Hz · bold: mean$/);
+  // EEG defaults: dB with 60 dB shown, 0 to 60 Hz (no band-pass edge in params), legend outside the plot
+  for (const t of ["dB re 1 µV²/Hz", "-40", "20", "Hz", "50", "Fz", "mean"]) assert.ok(out.texts.includes(t), `${t} in ${out.texts}`);
+  assert.ok(!out.texts.includes("120"), out.texts);
+  assert.match(out.note, /^dB, 60 dB · 0–59\.6 Hz · mean of ~8 spectra · bold: mean$/);
+  const ctx = out.canvas.context.calls;
+  const plotRight = ctx.filter((c) => c[0] === "rect").map((c) => c[1] + c[3])[0];
+  const legendX = ctx.filter((c) => c[0] === "fillText" && c[1] === "Fz").map((c) => c[2])[0];
+  assert.ok(legendX > plotRight, `legend at ${legendX}, plot ends at ${plotRight}`);
+  const banded = await drawOnce(read("spectrum.js"), info, frameMessage(1, psd), { log_scale: true, params: { high: 40 } });
+  assert.match(banded.note, /· 0–39\.1 Hz ·/);
 });
 
 test("bars draws grouped bars with a band legend and value unit", async () => {
