@@ -74,7 +74,7 @@ def expected_minmax(x, end, step, n_buckets):
 def test_every_view_is_the_host_module_plus_its_view_source():
     host = (widgets_dir() / "protocol.js").read_text()
     api = (widgets_dir() / "draw.js").read_text()
-    for name in ("scope", "spectrum", "bars"):
+    for name in ("scope", "spectrum", "bars", "topomap"):
         view = StreamView(StreamInfo(100.0, ["a"]), view=name)
         source = (widgets_dir() / f"{name}.js").read_text()
         assert str(view._esm) == host and "msg:custom" in host
@@ -107,6 +107,8 @@ def test_bad_arguments_name_the_culprit(tmp_path):
     info = StreamInfo(100.0, ["a"])
     with pytest.raises(ParameterError, match="Did you mean 'scope'"):
         StreamView(info, view="scop")
+    with pytest.raises(ParameterError, match="Allowed values are 'scope', 'spectrum', 'bars', 'topomap' or the path"):
+        StreamView(info, view="heatmap")
     with pytest.raises(ParameterError, match="does not exist"):
         StreamView(info, view=str(tmp_path / "missing.js"))
     with pytest.raises(TypeError, match="Did you mean 'scale'"):
@@ -415,3 +417,46 @@ def test_view_file_edits_reach_open_views_with_hmr(tmp_path, monkeypatch):
         for v in views:
             v.close()
         comm.shutdown()
+
+
+# -- visibility, resync, topomap ----------------------------------------------------------
+def test_a_hidden_view_is_sent_nothing_and_gets_a_whole_window_when_seen_again(make_view):
+    view, comm = make_view(StreamInfo(100.0, names(2)), seconds=1.0)
+    x = np.arange(2 * 400, dtype=float).reshape(2, 400)
+    view.feed(x[:, :100], 0)
+    assert view._tick()
+    comm.deliver({"type": "visibility", "visible": False})
+    view.feed(x[:, 100:150], 100)
+    assert not view._tick() and view.stats()["dropped"] == 0  # not sent, not counted as dropped
+    comm.deliver({"type": "visibility", "visible": True})
+    view.feed(x[:, 150:160], 150)
+    assert view._tick()
+    (c1, _), (c2, data) = frames_of(comm)
+    assert "delta" not in c2 and data.shape == (2, 100)
+    np.testing.assert_array_equal(data, x[:, 60:160].astype(np.float32))
+    view.feed(x[:, 160:165], 160)
+    assert view._tick()
+    comm.deliver({"type": "resync", "seq": view._seq})  # the browser could not continue its window
+    assert view._acked == view._seq
+    view.feed(x[:, 165:170], 165)
+    assert view._tick()
+    sent = comm.recv()
+    assert "delta" in sent[0][0] and "delta" not in sent[1][0]
+
+
+def test_topomap_positions_follow_mne_and_list_unknown_channels():
+    mne = pytest.importorskip("mne")
+    from mne.channels.layout import _find_topomap_coords
+
+    from eegkit.notebook._topomap import topomap_positions
+
+    names_ = ["Fz", "cz", "O1", "T8", "EOG"]
+    band = StreamInfo(250.0, names_).expand("features", ["alpha", "beta"], [10.0, 20.0], 8.0)
+    got = topomap_positions(band)
+    assert got["ch_names"] == names_ and got["missing"] == ["EOG"] and got["pos"][-1] is None
+    ref = mne.create_info(["Fz", "Cz", "O1", "T8"], 100.0, "eeg")
+    ref.set_montage(mne.channels.make_standard_montage("standard_1005"))
+    want = _find_topomap_coords(ref, None) / 0.095  # MNE's default head sphere radius
+    np.testing.assert_allclose(np.array(got["pos"][:4]), want, atol=1e-4)
+    view = StreamView(band, view="topomap")
+    assert view.frames == "latest" and view.positions == got

@@ -77,8 +77,9 @@ export function stickyRange(state, key, target, shrink = (a, b) => a < b, ms = 5
 export function niceDown(x) {
   if (!(x > 0) || !isFinite(x)) return 1;
   const p = Math.pow(10, Math.floor(Math.log10(x)));
-  for (const m of [5, 2, 1, 0.5]) if (m * p < x * (1 - 1e-9)) return m * p;
-  return 0.5 * p;
+  // rounded: 5 * 1e-5 is 4.9999...e-5 in floating point, and the value is shown and sent
+  for (const m of [5, 2, 1, 0.5]) if (m * p < x * (1 - 1e-9)) return Number((m * p).toPrecision(12));
+  return Number((0.5 * p).toPrecision(12));
 }
 
 // Axis helper: draw a horizontal time/frequency axis with ticks and grid lines.

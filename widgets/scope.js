@@ -39,7 +39,8 @@ export default function scope({ model, api }) {
   const state = { page: 0, perPage: 1, nch: 0, scale: 1 };
   const { niceUp, niceDown, stickyRange, fmtQuantity, fmtNumber, xAxis, tracePath } = api;
 
-  const setScale = (v) => { model.set("scale", v); model.save_changes?.(); };
+  const setScale = (v) => { model.set("scale", Number(v.toPrecision(12))); model.save_changes?.(); };
+  const current = () => (model.get("scale") > 0 ? model.get("scale") : state.scale);
   const setWindow = (dir) => {
     const s = model.get("seconds") || 5;
     const next = dir < 0 ? [...WINDOWS].reverse().find((x) => x < s - 1e-9) : WINDOWS.find((x) => x > s + 1e-9);
@@ -141,8 +142,8 @@ export default function scope({ model, api }) {
     name: "scope",
     height: (info) => Math.min(640, Math.max(180, 26 + 22 * (info.ch_names || []).length)),
     controls: [
-      { label: "−", keys: ["-", "_"], title: "smaller amplitude (-)", run: () => setScale(niceUp(state.scale * 1.01)) },
-      { label: "+", keys: ["+", "="], title: "larger amplitude (+)", run: () => setScale(niceDown(state.scale)) },
+      { label: "−", keys: ["-", "_"], title: "smaller amplitude (-)", run: () => setScale(niceUp(current() * 1.01)) },
+      { label: "+", keys: ["+", "="], title: "larger amplitude (+)", run: () => setScale(niceDown(current())) },
       { label: "auto", keys: ["a"], title: "automatic amplitude (a)", run: () => setScale(0) },
       { label: "⇤", keys: ["Home"], title: "shorter time window (Home)", run: () => setWindow(-1) },
       { label: "⇥", keys: ["End"], title: "longer time window (End)", run: () => setWindow(1) },
