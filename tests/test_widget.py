@@ -444,6 +444,7 @@ def test_a_hidden_view_is_sent_nothing_and_gets_a_whole_window_when_seen_again(m
     assert "delta" in sent[0][0] and "delta" not in sent[1][0]
 
 
+@pytest.mark.filterwarnings("ignore:Montage name:FutureWarning")
 def test_topomap_positions_follow_mne_and_list_unknown_channels():
     mne = pytest.importorskip("mne")
     from mne.channels.layout import _find_topomap_coords

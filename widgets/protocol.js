@@ -270,8 +270,14 @@ export function mountView(model, el) {
   // Old-style bundle: its own render draws and acks; the host's shell stays hidden.
   function makeLegacy() {
     if (legacy && legacy.def === stream.legacy?.def) return true;
-    if (legacy) { if (typeof legacy.cleanup === "function") legacy.cleanup(); legacy = null; }
-    if (!stream.legacy) { root.hidden = false; root.className = "eegkit-view"; return false; }
+    if (legacy) { // the bundle was replaced (hot reload): back to the host's shell
+      if (typeof legacy.cleanup === "function") legacy.cleanup();
+      legacy = null;
+      root.hidden = false;
+      root.className = "eegkit-view";
+      version = -1;
+    }
+    if (!stream.legacy) return false;
     root.hidden = true;
     root.className = "eegkit-host"; // tests find the bundle's own root by .eegkit-view
     legacy = { def: stream.legacy.def, cleanup: null };
@@ -366,6 +372,8 @@ export function mountView(model, el) {
     if (!visible()) return; // scrolled away, collapsed or a hidden tab: drawn when seen again
     if (width < 0) width = canvas.parentElement.clientWidth;
     const w = width;
+    root.dataset.width = String(w);
+    if (w <= 0) width = -1; // laid out without a size (e.g. skipped off-screen content): measure again
     if (w <= 0 || !view) return;
     const info = model.get("info") || {};
     const h = model.get("height") || (view.height ? view.height(info, w) : 240);

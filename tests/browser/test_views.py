@@ -116,6 +116,89 @@ COUNTERS_JS = """() => Array.from(document.querySelectorAll('.eegkit-view')).map
   draw_ms: e.dataset.drawMs }))"""
 
 
+# Five 64-channel scopes at 1 kHz (10-10 names), their spectrum and a topomap of alpha power.
+DENSE = """
+import json, threading, time, warnings
+import numpy as np
+import mne
+from IPython.display import display
+from eegkit._info import StreamInfo
+from eegkit.notebook._widget import StreamView
+
+CH = mne.channels.make_standard_montage("biosemi64").ch_names
+SF, CHUNK, WIN = 1000.0, 32, 1024
+BANDS = ["delta", "theta", "alpha", "beta", "gamma"]
+EDGES = [1.0, 4.0, 8.0, 13.0, 30.0, 45.0]
+info = StreamInfo(SF, CH + ["EOG1"])
+freqs = np.fft.rfftfreq(WIN, 1 / SF)
+spec_info = info.expand("spectrum", [f"{f:g}" for f in freqs], freqs, 4.0, unit="V²/Hz")
+band_info = info.expand("features", BANDS, [2.5, 6.0, 10.5, 21.5, 37.5], 4.0, unit="V²")
+scopes = [StreamView(info, "scope", title=f"64 ch at 1 kHz #{i + 1}") for i in range(5)]
+spectrum = StreamView(spec_info, "spectrum", title="Spectrum", params={"high": 45.0})
+topo = StreamView(band_info, "topomap", title="Band power")
+views = scopes + [spectrum, topo]
+y = np.array([p[1] for p in topo.positions["pos"] if p] + [0.0])
+
+stop = threading.Event()
+feeder_error = []
+
+def run():
+    try:
+        rng = np.random.default_rng(0)
+        n = len(CH) + 1
+        # alpha strongest at the back of the head (low y), as in a resting EEG
+        gain = np.concatenate([np.interp([p[1] if p else 0 for p in topo.positions["pos"]], [-1, 1], [1.0, 0.2])])[:, None]
+        hist = np.zeros((n, WIN))
+        first, next_t = 0, time.monotonic()
+        while not stop.is_set():
+            t = (first + np.arange(CHUNK)) / SF
+            x = 3e-6 * rng.standard_normal((n, CHUNK)) + 20e-6 * gain * np.sin(2 * np.pi * 10 * t)
+            for s in scopes:
+                s.feed(x, first)
+            hist = np.concatenate([hist[:, CHUNK:], x], axis=1)
+            first += CHUNK
+            if first % 256 == 0 and first >= WIN:
+                psd = np.abs(np.fft.rfft(hist * np.hanning(WIN), axis=1)) ** 2 / (SF * WIN)
+                spectrum.feed(psd.reshape(-1, 1), first)
+                power = np.stack([psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) for lo, hi in zip(EDGES, EDGES[1:])], 1)
+                topo.feed(power.reshape(-1, 1), first)
+            next_t += CHUNK / SF
+            time.sleep(max(0.0, next_t - time.monotonic()))
+    except Exception as exc:
+        feeder_error.append(repr(exc))
+
+feeder = threading.Thread(target=run, daemon=True)
+feeder.start()
+"""
+
+DENSE_DISPLAY = "for v in views:\n    display(v)"
+
+VIEW_COUNTERS_JS = """() => Array.from(document.querySelectorAll('.eegkit-view')).map(e => ({
+  title: e.querySelector('.eegkit-title').textContent, frames: +e.dataset.frames, draws: +e.dataset.draws,
+  seq: +e.dataset.lastSeq, visible: e.dataset.visible, paused: e.dataset.paused, width: e.dataset.width,
+  note: e.querySelector('.eegkit-note').textContent }))"""
+
+
+def views_titles(counters) -> list:
+    """Titles of the views on the page, in order."""
+    return [c["title"] for c in counters]
+
+
+def chromium_cpu_seconds() -> float:
+    """User + system CPU time of every Chromium process started under this test process."""
+    import psutil
+
+    total = 0.0
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "chrom" in p.name().lower():
+                t = p.cpu_times()
+                total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     reason = browser_available()
@@ -123,6 +206,7 @@ def lab(tmp_path_factory):
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("views")
     write_notebook(root / "views.ipynb", [SETUP, FEED, DISPLAY])
+    write_notebook(root / "dense.ipynb", [DENSE, DENSE_DISPLAY])
     with JupyterLab(root) as server:
         yield server
 
@@ -204,3 +288,103 @@ def test_views_receive_and_draw_frames(lab):
         (ARTIFACTS / "browser_views_timings.json").write_text(json.dumps(timings, indent=2))
         print(textwrap.indent(json.dumps(timings, indent=2), "  "))
         assert not errors, errors
+
+
+def test_offscreen_views_controls_topomap_and_dense_scopes(lab):
+    ARTIFACTS.mkdir(exist_ok=True)
+    report = {}
+    with browser_page(viewport=(1280, 900)) as page:
+        open_notebook(page, lab, "dense.ipynb")
+        run_all_cells(page)
+        assert not cell_errors(page), cell_errors(page)
+        first = page.locator(".eegkit-scope >> nth=0")
+        first.wait_for(timeout=30_000)
+        first.scroll_into_view_if_needed()  # the setup cell's code fills the first screen
+        page.wait_for_function("() => +document.querySelector('.eegkit-scope')?.dataset.draws >= 5", timeout=30_000)
+        page.wait_for_timeout(1500)
+
+        # views out of sight receive and draw nothing: the topomap at the bottom was never on
+        # screen (at most the two frames in flight before it said so); others scrolled past stop
+        counters = page.evaluate(VIEW_COUNTERS_JS)
+        stats = json.loads(kernel_exec(page, "print(json.dumps([v.stats() for v in views]))"))
+        hidden = [i for i, c in enumerate(counters) if c["visible"] == "false"]
+        assert counters[0]["visible"] == "true" and hidden[-1] == len(views_titles(counters)) - 1, counters
+        assert counters[-1]["draws"] == 0 and counters[-1]["frames"] <= 2, counters[-1]
+        assert stats[-1]["sent"] <= 2, stats[-1]
+        page.wait_for_timeout(1000)
+        later = page.evaluate(VIEW_COUNTERS_JS)
+        stats_later = json.loads(kernel_exec(page, "print(json.dumps([v.stats() for v in views]))"))
+        for i in hidden:
+            assert later[i]["frames"] == counters[i]["frames"] and later[i]["draws"] == counters[i]["draws"], i
+            assert stats_later[i]["sent"] == stats[i]["sent"], (i, stats[i], stats_later[i])
+        assert later[0]["draws"] > counters[0]["draws"]
+
+        # scrolled into view, the last one (the topomap) starts drawing
+        topo = page.locator(".eegkit-topomap")
+        topo.scroll_into_view_if_needed()
+        page.wait_for_function("() => +document.querySelector('.eegkit-topomap')?.dataset.draws >= 2", timeout=20_000)
+        assert topo.get_attribute("data-visible") == "true"
+        assert "alpha · 64/65 ch positioned" in topo.locator(".eegkit-note").text_content()
+        topo.screenshot(path=str(ARTIFACTS / "view_topomap.png"))
+        spec = page.locator(".eegkit-spectrum")
+        spec.scroll_into_view_if_needed()
+        page.wait_for_function("() => +document.querySelector('.eegkit-spectrum')?.dataset.draws >= 2", timeout=20_000)
+        assert "0–44.9 Hz" in spec.locator(".eegkit-note").text_content()
+        spec.screenshot(path=str(ARTIFACTS / "view_spectrum_eeg.png"))
+
+        # controls of the first scope, by keyboard and by button
+        first.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)
+        note = first.locator(".eegkit-note")
+        assert "ch 1–" in note.text_content() and "of 65" in note.text_content()
+        first.focus()
+        page.keyboard.press("PageDown")
+        page.wait_for_function("(el) => el.querySelector('.eegkit-note').textContent.includes('–65 of 65')",
+                               arg=first.element_handle(), timeout=5_000)
+        first.screenshot(path=str(ARTIFACTS / "view_scope64_page2.png"))
+        page.keyboard.press("PageUp")
+        page.keyboard.press("+")
+        page.wait_for_function("(el) => !el.querySelector('.eegkit-note').textContent.includes('(auto)')",
+                               arg=first.element_handle(), timeout=5_000)
+        assert float(kernel_exec(page, "print(scopes[0].scale)")) > 0
+        first.screenshot(path=str(ARTIFACTS / "view_scope64_page1.png"))
+        first.locator("[data-control='⏸']").click()
+        page.wait_for_function("(el) => el.dataset.paused === 'true'", arg=first.element_handle(), timeout=5_000)
+        assert kernel_exec(page, "print(scopes[0].paused)").strip() == "True"
+        seq = int(first.get_attribute("data-last-seq"))
+        page.wait_for_timeout(800)
+        assert int(first.get_attribute("data-last-seq")) == seq
+        first.locator("[data-control='⏸']").click()
+        page.wait_for_function("(a) => +a[0].dataset.lastSeq > a[1]", arg=[first.element_handle(), seq],
+                               timeout=5_000)
+
+        # dark theme screenshots of the same views
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=10_000)
+        page.wait_for_timeout(800)
+        first.screenshot(path=str(ARTIFACTS / "view_scope64_page1_dark.png"))
+        for sel, name in ((".eegkit-spectrum", "view_spectrum_eeg_dark"), (".eegkit-topomap", "view_topomap_dark")):
+            page.locator(sel).scroll_into_view_if_needed()
+            page.wait_for_timeout(600)
+            page.locator(sel).screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+        # a quick measurement (reported, not asserted): five 64-channel scopes all on screen
+        page.set_viewport_size({"width": 1280, "height": 3600})
+        first.scroll_into_view_if_needed()
+        page.wait_for_timeout(1500)
+        before, cpu0, t0 = page.evaluate(VIEW_COUNTERS_JS), chromium_cpu_seconds(), time.perf_counter()
+        page.wait_for_timeout(5000)
+        after, cpu1, t1 = page.evaluate(VIEW_COUNTERS_JS), chromium_cpu_seconds(), time.perf_counter()
+        dt = t1 - t0
+        report["draws_per_s"] = [round((a["draws"] - b["draws"]) / dt, 1) for a, b in zip(after[:5], before[:5])]
+        report["frames_per_s"] = [round((a["frames"] - b["frames"]) / dt, 1) for a, b in zip(after[:5], before[:5])]
+        report["chromium_cpu_percent_of_a_core"] = round(100 * (cpu1 - cpu0) / dt, 1)
+        stats = json.loads(kernel_exec(page, "print(json.dumps([v.stats() for v in scopes]))"))
+        report["kernel"] = [{k: s[k] for k in ("sent", "dropped", "acked", "median_ms")} for s in stats]
+        report["visible"] = [a["visible"] for a in after]
+        report["counters"] = after
+        assert kernel_exec(page, "print(feeder_error)").strip() == "[]"
+        kernel_exec(page, "stop.set(); feeder.join(); [v.close() for v in views]")
+        (ARTIFACTS / "browser_dense_views.json").write_text(json.dumps(report, indent=2))
+        print(textwrap.indent(json.dumps(report, indent=2), "  "))
+        assert not console_errors(page), console_errors(page)

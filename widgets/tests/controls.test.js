@@ -217,4 +217,5 @@ test("topomap draws the interpolated map, head, colour bar with unit, and lists 
   v.root.key("ArrowRight");
   v.frame();
   assert.match(v.note(), /^beta · /);
+  assert.equal(v.root.className, "eegkit-view eegkit-topomap"); // still, after several draws
 });
