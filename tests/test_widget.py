@@ -274,11 +274,11 @@ def test_pacer_thread_sends_at_most_the_window_then_resumes(make_view):
     thread.start()
     try:
         got, deadline = [], time.monotonic() + 5
-        while len(got) < 2 and time.monotonic() < deadline:
+        while len(got) < MAX_UNACKED and time.monotonic() < deadline:
             got += [c["seq"] for c, _ in comm.recv()]
             time.sleep(0.01)
         time.sleep(0.3)                      # ~30 more pacer ticks, still no browser
-        assert got + [c["seq"] for c, _ in comm.recv()] == [1, 2]
+        assert got + [c["seq"] for c, _ in comm.recv()] == list(range(1, MAX_UNACKED + 1))
         assert view.stats()["dropped"] > 0
         for seq in (1, 2):
             comm.deliver({"type": "ack", "seq": seq})
@@ -287,7 +287,7 @@ def test_pacer_thread_sends_at_most_the_window_then_resumes(make_view):
         while len(got) < 2 and time.monotonic() < deadline:
             got += [c["seq"] for c, _ in comm.recv()]
             time.sleep(0.01)
-        assert got == [3, 4]
+        assert got == [MAX_UNACKED + 1, MAX_UNACKED + 2]
     finally:
         stop.set()
         thread.join()

@@ -143,12 +143,13 @@ export function trace(ctx, frame, c, X, Y) {
 
 // trace() without beginPath/stroke: add channel c to the current path, so channels of
 // one colour are stroked together (one state change and one stroke per colour).
-export function tracePath(ctx, frame, c, X, Y) {
+// `from`: first point index (to draw only the newest points of a scrolling trace).
+export function tracePath(ctx, frame, c, X, Y, from = 0) {
   const d = frame.data;
   const npts = frame.shape[1];
   const minmax = frame.layout === "minmax";
   let pen = false;
-  for (let j = frame.valid_from || 0; j < npts; j++) {
+  for (let j = Math.max(from, frame.valid_from || 0); j < npts; j++) {
     const x = X(j);
     if (minmax) {
       const lo = d[(c * npts + j) * 2], hi = d[(c * npts + j) * 2 + 1];

@@ -95,27 +95,68 @@ export default function scope({ model, api }) {
     const t1 = (frame.first_sample + npts * frame.step) / sfreq;
     xAxis(ctx, th, box, t0, t1, (v, step) => `${v.toFixed(step < 1 ? 1 : 0)} s`, Math.max(2, Math.floor(box.width / 90)));
 
-    // traces, clipped to the plot: one path per colour, so two strokes in all
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(box.left, box.top, box.width, box.height);
-    ctx.clip();
-    ctx.lineWidth = lane < 24 ? 0.8 : 1;
-    ctx.lineJoin = "round";
-    const dx = box.width / npts;
-    const X = (j) => box.left + (j + 0.5) * dx;
+    // traces live on their own layer (device pixels), which scrolls: a frame that
+    // continues the last one shifts the layer and draws only the points that came in;
+    // the whole layer is drawn again when anything else changed, and every 2 s so that
+    // the traces are re-centred on their lanes
+    const dpr = globalThis.devicePixelRatio || 1;
+    const lw = Math.max(1, Math.round(box.width * dpr)), lh = Math.max(1, Math.round(box.height * dpr));
     const colors = [th.dark ? "#8ab4f8" : "#1a4f8b", th.dark ? "#c7d8f5" : "#3d3d3d"];
-    for (let parity = 0; parity < 2; parity++) {
-      ctx.strokeStyle = colors[parity];
-      ctx.beginPath();
-      for (let c = c0 + ((c0 + parity) % 2); c < c1; c += 2) {
-        const y0 = box.top + lane * (c - c0 + 0.5);
-        const m = mean[c - c0];
-        tracePath(ctx, frame, c, X, (v) => y0 - (v - m) * k);
+    const key = [lw, lh, dpr, c0, c1, scale, colors[0], npts, frame.step, frame.layout].join();
+    const L = state.layer ??= { canvas: null, key: "", origin: 0, shifted: 0, first: 0, centres: null, at: 0 };
+    if (!L.canvas) L.canvas = document.createElement("canvas");
+    const lctx = L.canvas.getContext("2d");
+    const dx = box.width / npts;
+    const now = performance.now();
+    const moved = (frame.first_sample - L.first) / frame.step;
+    let from = 0;
+    if (key !== L.key || !(moved >= 0 && moved < npts) || now - L.at > 2000) {
+      if (L.canvas.width !== lw || L.canvas.height !== lh) { L.canvas.width = lw; L.canvas.height = lh; }
+      Object.assign(L, { key, origin: frame.first_sample, shifted: 0, centres: mean, at: now });
+      lctx.setTransform(1, 0, 0, 1, 0, 0);
+      lctx.clearRect(0, 0, lw, lh);
+    } else {
+      from = npts - moved;
+      const target = Math.round(((frame.first_sample - L.origin) / frame.step) * dx * dpr);
+      const shift = target - L.shifted;
+      lctx.setTransform(1, 0, 0, 1, 0, 0);
+      if (shift > 0) {
+        lctx.globalCompositeOperation = "copy";
+        lctx.drawImage(L.canvas, -shift, 0);
+        lctx.globalCompositeOperation = "source-over";
       }
-      ctx.stroke();
+      L.shifted = target;
     }
-    ctx.restore();
+    L.first = frame.first_sample;
+    // layer x of point j, in CSS pixels: where it was drawn less how far the layer moved
+    const base = (frame.first_sample - L.origin) / frame.step;
+    const X = (j) => (base + j + 0.5) * dx - L.shifted / dpr;
+    state.drawnPoints = npts - from;
+    if (from < npts) {
+      lctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      lctx.save();
+      if (from > 0) { // the new strip only (from half a point before the first new one)
+        const x0 = X(from) - dx / 2;
+        lctx.clearRect(x0, 0, box.width - x0 + 1, box.height);
+        lctx.beginPath();
+        lctx.rect(x0, 0, box.width - x0 + 1, box.height);
+        lctx.clip();
+      }
+      lctx.lineWidth = lane < 24 ? 0.8 : 1;
+      lctx.lineJoin = "round";
+      for (let parity = 0; parity < 2; parity++) {
+        lctx.strokeStyle = colors[parity];
+        lctx.beginPath(); // one path per colour: two strokes in all
+        for (let c = c0 + ((c0 + parity) % 2); c < c1; c += 2) {
+          const y0 = lane * (c - c0 + 0.5);
+          const m = L.centres[c - c0];
+          tracePath(lctx, frame, c, X, (v) => y0 - (v - m) * k, Math.max(0, from - 1));
+        }
+        lctx.stroke();
+      }
+      lctx.restore();
+    }
+    ctx.drawImage(L.canvas, box.left, box.top, lw / dpr, lh / dpr);
 
     // scale bar: one division, labelled in the stream's unit (µV for volts)
     const bx = box.left + box.width + 10;

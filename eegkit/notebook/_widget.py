@@ -2,7 +2,9 @@
 
 Samples travel as custom messages with one float32 binary buffer, decimated in
 Python, paced to ``fps`` by a background thread, and dropped (never queued) while
-the browser has not acknowledged the frames already in flight.
+the browser has not acknowledged the frames already in flight. A window frame
+carries only the points that scrolled in since the last one (the browser keeps the
+window), and nothing is sent while no output of the view is on screen.
 
 The widget's front end is always the view host ``widgets/protocol.js``, which speaks
 that protocol; the view itself (``widgets/scope.js``... or a plugin's ``ui/bundle.js``)
@@ -30,7 +32,9 @@ from .._info import StreamInfo
 
 VIEWS = ("scope", "spectrum", "bars", "topomap")
 FRAME_MODES = ("window", "latest")
-MAX_UNACKED = 2  # frames in flight before the pacer stops sending
+# frames in flight before the pacer stops sending: window frames are deltas of a few kB,
+# so four in flight queue nothing and cover an ack round trip of 4/fps (133 ms at 30 fps)
+MAX_UNACKED = 4
 
 
 def widgets_dir() -> Path:
@@ -84,10 +88,12 @@ class StreamView(anywidget.AnyWidget):
     newest ``step - 1`` samples wait for the next frame.
 
     The browser side is one module for every view, ``widgets/protocol.js`` (the
-    widget's ``_esm``): it listens for frames from ``initialize``, draws at most once
-    per animation frame, acks each frame drawn (the pacer keeps at most
-    ``MAX_UNACKED`` frames in flight and drops the rest), follows the container's
-    size and shows the title and a disabled stage's error. It imports the view's
+    widget's ``_esm``): it listens for frames from ``initialize``, shifts delta frames
+    into its window, acks each frame as it arrives while an output is on screen (the
+    pacer keeps at most ``MAX_UNACKED`` frames in flight and drops the rest), draws
+    at most once per animation frame, tells the kernel when no output is visible
+    (nothing is sent then), follows the container's size, shows the title, the
+    display controls and a disabled stage's error. It imports the view's
     source from the ``_view_js`` trait and hands it the drawing helpers of
     ``widgets/draw.js`` (the ``_api_js`` trait) as ``api``.
     """
@@ -258,8 +264,8 @@ class StreamView(anywidget.AnyWidget):
             self._full = True
         elif kind == "visibility":
             visible = bool(content.get("visible", True))
-            if visible and not self._visible:
-                self._acked = self._seq  # frames in flight while hidden were not drawn
+            if visible:  # frames sent while no output was on screen are not acked: start afresh
+                self._acked = self._seq
                 self._full = True
             self._visible = visible
         elif kind == "resync":  # the browser's window does not continue: send it whole

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from eegkit.notebook._widget import MAX_UNACKED
 from lab import (JupyterLab, browser_available, browser_page, cell_errors, console_errors,
                  kernel_exec, open_notebook, run_all_cells, write_notebook)
 
@@ -175,7 +176,7 @@ DENSE_DISPLAY = "for v in views:\n    display(v)"
 
 VIEW_COUNTERS_JS = """() => Array.from(document.querySelectorAll('.eegkit-view')).map(e => ({
   title: e.querySelector('.eegkit-title').textContent, frames: +e.dataset.frames, draws: +e.dataset.draws,
-  seq: +e.dataset.lastSeq, visible: e.dataset.visible, paused: e.dataset.paused, width: e.dataset.width,
+  seq: +e.dataset.lastSeq, visible: e.dataset.visible, paused: e.dataset.paused, draw_ms: e.dataset.drawMs,
   note: e.querySelector('.eegkit-note').textContent }))"""
 
 
@@ -215,7 +216,8 @@ def test_views_receive_and_draw_frames(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     timings = {"server_start_s": round(lab.startup_s, 2)}
     t0 = time.perf_counter()
-    with browser_page(viewport=(1280, 2600)) as page:
+    # tall enough for all five views under the two code cells: views out of sight draw nothing
+    with browser_page(viewport=(1280, 4200)) as page:
         open_notebook(page, lab, "views.ipynb")
         timings["notebook_open_s"] = round(time.perf_counter() - t0, 2)
         t1 = time.perf_counter()
@@ -245,7 +247,7 @@ def test_views_receive_and_draw_frames(lab):
         assert kernel_exec(page, "print(feeder_error)").strip() == "[]"
         for name, s in stats.items():
             assert s["error"] is None, (name, s)
-            assert s["sent"] >= 20 and s["acked"] >= s["sent"] - 2, (name, s)
+            assert s["sent"] >= 20 and s["acked"] >= s["sent"] - MAX_UNACKED, (name, s)
         timings["kernel_frame_ms"] = {k: {"median": round(s["median_ms"], 3), "p99": round(s["p99_ms"], 3),
                                           "sent": s["sent"], "dropped": s["dropped"]} for k, s in stats.items()}
         timings["browser_counters"] = page.evaluate(COUNTERS_JS)
@@ -304,13 +306,13 @@ def test_offscreen_views_controls_topomap_and_dense_scopes(lab):
         page.wait_for_timeout(1500)
 
         # views out of sight receive and draw nothing: the topomap at the bottom was never on
-        # screen (at most the two frames in flight before it said so); others scrolled past stop
+        # screen (at most the frames in flight before it said so); others scrolled past stop
         counters = page.evaluate(VIEW_COUNTERS_JS)
         stats = json.loads(kernel_exec(page, "print(json.dumps([v.stats() for v in views]))"))
         hidden = [i for i, c in enumerate(counters) if c["visible"] == "false"]
         assert counters[0]["visible"] == "true" and hidden[-1] == len(views_titles(counters)) - 1, counters
-        assert counters[-1]["draws"] == 0 and counters[-1]["frames"] <= 2, counters[-1]
-        assert stats[-1]["sent"] <= 2, stats[-1]
+        assert counters[-1]["draws"] == 0 and counters[-1]["frames"] <= MAX_UNACKED, counters[-1]
+        assert stats[-1]["sent"] <= MAX_UNACKED, stats[-1]
         page.wait_for_timeout(1000)
         later = page.evaluate(VIEW_COUNTERS_JS)
         stats_later = json.loads(kernel_exec(page, "print(json.dumps([v.stats() for v in views]))"))
@@ -369,7 +371,7 @@ def test_offscreen_views_controls_topomap_and_dense_scopes(lab):
             page.locator(sel).screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
         # a quick measurement (reported, not asserted): five 64-channel scopes all on screen
-        page.set_viewport_size({"width": 1280, "height": 3600})
+        page.set_viewport_size({"width": 1280, "height": 4400})
         first.scroll_into_view_if_needed()
         page.wait_for_timeout(1500)
         before, cpu0, t0 = page.evaluate(VIEW_COUNTERS_JS), chromium_cpu_seconds(), time.perf_counter()

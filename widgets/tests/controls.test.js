@@ -81,12 +81,15 @@ test("+/- change the amplitude scale, a returns to automatic; the scale bar says
   const zoomed = v.frame();
   assert.match(v.note(), /^50 µV \/ div ·/);
   assert.ok(zoomed.texts.includes("50 µV"));
-  // a larger amplitude draws the same samples further from their lane's centre
-  const span = (calls) => {
-    const ys = calls.filter((c) => c[0] === "lineTo").map((c) => c[2]);
+  // a larger amplitude draws the same samples further from their lane's centre (on the traces' layer)
+  const layer = auto.calls.find((c) => c[0] === "drawImage")[1].context.calls;
+  const span = (from) => { // of the first channel drawn (its first 100 segments)
+    const ys = layer.slice(from).filter((c) => c[0] === "lineTo").slice(0, 100).map((c) => c[2]);
     return Math.max(...ys) - Math.min(...ys);
   };
-  assert.ok(span(zoomed.calls) >= span(auto.calls));
+  const redraws = layer.map((c, i) => (c[0] === "clearRect" && c[1] === 0 && c[2] === 0 ? i : -1)).filter((i) => i >= 0);
+  assert.equal(redraws.length, 2); // the first frame, then the new scale
+  assert.ok(span(redraws[1]) > 1.5 * span(redraws[0]), `${span(redraws[1])} vs ${span(redraws[0])}`);
   v.button("−").onclick();
   v.button("−").onclick();
   assert.equal(v.model.get("scale"), 200e-6);
@@ -218,4 +221,23 @@ test("topomap draws the interpolated map, head, colour bar with unit, and lists 
   v.frame();
   assert.match(v.note(), /^beta · /);
   assert.equal(v.root.className, "eegkit-view eegkit-topomap"); // still, after several draws
+});
+
+test("the scope scrolls its traces: a frame that continues the window draws only the new points", async () => {
+  const v = await mount("scope.js", eeg64);
+  v.model.deliver(...window64(1, 0));
+  const full = v.frame();
+  const layer = full.calls.find((c) => c[0] === "drawImage")[1].context.calls;
+  const n0 = layer.filter((c) => c[0] === "lineTo").length;
+  const mark = layer.length;
+  v.model.deliver(...window64(2, 30)); // 3 buckets of 10 samples later
+  v.frame();
+  const next = layer.slice(mark);
+  const n1 = next.filter((c) => c[0] === "lineTo").length;
+  assert.ok(n0 > 1000 && n1 < n0 / 10, `${n0} then ${n1} segments`);
+  assert.ok(next.some((c) => c[0] === "set" && c[1] === "globalCompositeOperation" && c[2] === "copy"));
+  assert.ok(next.some((c) => c[0] === "drawImage" && c[2] < 0)); // the layer moved left
+  v.model.deliver(...window64(3, 5000)); // a jump: drawn whole again
+  v.frame();
+  assert.ok(layer.slice(mark).filter((c) => c[0] === "lineTo").length > n0 / 2 + n1);
 });
