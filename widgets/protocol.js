@@ -325,7 +325,7 @@ export function mountView(model, el) {
 
   // Controls: the host's pause, then the view's own (`controls`), as buttons in the
   // header and keys on the focused view (MNE's browser keys where they exist).
-  const pause = { keys: [" ", "p"], label: "⏸", title: "pause / resume (space)", run() {
+  const pause = { id: "pause", keys: [" ", "p"], label: "‖", title: "pause / resume (space)", run() {
     model.set("paused", !model.get("paused"));
     model.save_changes?.();
   } };
@@ -338,7 +338,7 @@ export function mountView(model, el) {
       const b = element("button", "eegkit-button", tools, c.label);
       b.title = c.title || "";
       b.tabIndex = -1; // the view takes the keys; buttons are for the mouse
-      b.dataset.control = c.label;
+      b.dataset.control = c.id || c.label;
       b.onclick = () => run(c);
       c.button = b;
     }
@@ -391,7 +391,7 @@ export function mountView(model, el) {
     if (paused && !held && stream.frame) held = { ...stream.frame, data: stream.frame.data.slice() };
     if (!paused) held = null;
     const frame = held || stream.frame;
-    pause.button && (pause.button.textContent = paused ? "▶" : "⏸");
+    if (pause.button) pause.button.textContent = paused ? "▶" : "‖";
     root.dataset.paused = String(paused);
     if (!frame) return;
     if (!th) th = theme(root);

@@ -350,13 +350,13 @@ def test_offscreen_views_controls_topomap_and_dense_scopes(lab):
                                arg=first.element_handle(), timeout=5_000)
         assert float(kernel_exec(page, "print(scopes[0].scale)")) > 0
         first.screenshot(path=str(ARTIFACTS / "view_scope64_page1.png"))
-        first.locator("[data-control='⏸']").click()
+        first.locator("[data-control='pause']").click()
         page.wait_for_function("(el) => el.dataset.paused === 'true'", arg=first.element_handle(), timeout=5_000)
         assert kernel_exec(page, "print(scopes[0].paused)").strip() == "True"
         seq = int(first.get_attribute("data-last-seq"))
         page.wait_for_timeout(800)
         assert int(first.get_attribute("data-last-seq")) == seq
-        first.locator("[data-control='⏸']").click()
+        first.locator("[data-control='pause']").click()
         page.wait_for_function("(a) => +a[0].dataset.lastSeq > a[1]", arg=[first.element_handle(), seq],
                                timeout=5_000)
 
