@@ -24,11 +24,11 @@ import traitlets as t
 
 from .._check import check_option, did_you_mean, ensure_int, option_error
 from .._errors import ParameterError
+from .._info import StreamInfo
 from .._paths import package_dir
 from ._frames import LatestBuffer, WindowBuffer
-from ._topomap import topomap_positions
 from ._sources import view_source
-from .._info import StreamInfo
+from ._topomap import topomap_positions
 
 VIEWS = ("scope", "spectrum", "bars", "topomap")
 FRAME_MODES = ("window", "latest")

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from eegkit.notebook._widget import MAX_UNACKED
 from lab import (JupyterLab, browser_available, browser_page, cell_errors, console_errors,
                  kernel_exec, open_notebook, run_all_cells, write_notebook)
+
+from eegkit.notebook._widget import MAX_UNACKED
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
