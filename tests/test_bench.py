@@ -128,7 +128,8 @@ def test_frame_cost_reports_numbers():
     from benchmarks.widget import frame_cost
 
     cost = frame_cost(n_channels=8, sfreq=250.0, seconds=2.0, n_frames=20)
-    assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 500 * 4
+    # after the first (whole) window, a frame carries only the 8 samples (250 Hz / 30 fps) that scrolled in
+    assert cost["n_frames"] == 20 and cost["bytes_per_frame"] == 8 * 8 * 4
     assert 0 < cost["median_ms"] <= cost["p99_ms"] <= cost["max_ms"]
 
 

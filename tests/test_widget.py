@@ -107,7 +107,7 @@ def test_bad_arguments_name_the_culprit(tmp_path):
     info = StreamInfo(100.0, ["a"])
     with pytest.raises(ParameterError, match="Did you mean 'scope'"):
         StreamView(info, view="scop")
-    with pytest.raises(ParameterError, match="Allowed values are 'scope', 'spectrum', 'bars', 'topomap' or the path"):
+    with pytest.raises(ParameterError, match="Allowed values are 'scope', 'spectrum', 'bars', 'topomap', and the path"):
         StreamView(info, view="heatmap")
     with pytest.raises(ParameterError, match="does not exist"):
         StreamView(info, view=str(tmp_path / "missing.js"))

@@ -36,7 +36,7 @@ def topomap_positions(info) -> dict:
     """
     info = info if isinstance(info, StreamInfo) else StreamInfo.from_dict(dict(info))
     mne = require("mne", "io", "topomap channel positions")
-    names = list(info.base_ch_names)
+    names = _base_names(info)
     with warnings.catch_warnings():  # MNE >= 1.13 renames it colin27_1005: same positions
         warnings.simplefilter("ignore", FutureWarning)
         montage = mne.channels.make_standard_montage("standard_1005")
@@ -56,3 +56,10 @@ def topomap_positions(info) -> dict:
             xy[name] = [round(float(r * np.cos(a)), 5), round(float(r * np.sin(a)), 5)]
     pos = [xy.get(lookup.get(n.lower(), "")) for n in names]
     return {"ch_names": names, "pos": pos, "missing": [n for n, p in zip(names, pos) if p is None]}
+
+
+def _base_names(info) -> list:
+    """Channel names without the axis item ("Cz" of "Cz:alpha"), once per channel."""
+    if info.kind == "timeseries" or not info.axis:
+        return list(info.ch_names)
+    return [n.rsplit(":", 1)[0] for n in info.ch_names[::len(info.axis)]]
