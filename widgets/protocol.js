@@ -101,8 +101,10 @@ export function attachStream(model) {
     // the newest window at the next animation frame, and the kernel keeps at most two
     // frames in flight; while no output is on screen nothing is acked or drawn
     if (stream.visible && !stream.legacy) model.send({ type: "ack", seq: msg.seq });
-    const whole = [msg, [new DataView(data.buffer, data.byteOffset, data.byteLength)]];
-    stream.legacyListeners.forEach((fn) => fn(...whole));
+    if (stream.legacyListeners.size) {
+      const whole = [msg, [new DataView(data.buffer, data.byteOffset, data.byteLength)]];
+      stream.legacyListeners.forEach((fn) => fn(...whole));
+    }
     stream.listeners.forEach((fn) => fn("frame"));
   };
   const onSource = () => { stream.ready = loadView(model, stream); };
