@@ -118,7 +118,8 @@ def _wait_drawn(page, n_views, timeout=120.0):
     deadline = time.monotonic() + timeout
     while True:
         views = page.evaluate(VIEWS_JS)
-        if len(views) >= n_views and all(v["draws"] > 2 for v in views):
+        # views scrolled out of sight draw nothing by design: wait for the visible ones
+        if len(views) >= n_views and all(v["draws"] > 2 for v in views if v["visible"]):
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"the views did not all draw within {timeout} s: {views}")

@@ -30,7 +30,10 @@ from ._frames import LatestBuffer, WindowBuffer
 from ._sources import view_source
 from ._topomap import topomap_positions
 
-VIEWS = ("scope", "spectrum", "bars", "topomap")
+from ..plugin._manifest import VIEWS as MANIFEST_VIEWS
+
+# the built-in views (a manifest may also say "ui", its own bundle, or "none")
+VIEWS = tuple(v for v in MANIFEST_VIEWS if v not in ("ui", "none"))
 FRAME_MODES = ("window", "latest")
 # frames in flight before the pacer stops sending: window frames are deltas of a few kB,
 # so four in flight queue nothing and cover an ack round trip of 4/fps (133 ms at 30 fps)

@@ -18,7 +18,7 @@ else:  # pragma: no cover
 
 HOST_API = (1, 1)  # 1.1: [[stage]] output = "in-place" | "new", setup may return eegkit.Setup
 MANIFEST = "plugin.toml"
-VIEWS = ("scope", "spectrum", "bars", "ui", "none")
+VIEWS = ("scope", "spectrum", "bars", "topomap", "ui", "none")
 # how a stage's code runs: in this process, or in a child process fed through shared memory;
 # the one list the manifest, Pipeline.add, the pipeline document and the CLI check against
 ISOLATION = ("none", "process")
