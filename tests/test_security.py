@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import eegkit
-from eegkit import EegkitError, ManifestError, ParameterError, PipelineError
+from eegkit import EegkitError, ManifestError, ParameterError
 from eegkit.plugin import PluginManager, discover, package_dir, read_manifest
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks and modes are POSIX")
