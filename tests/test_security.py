@@ -253,21 +253,17 @@ def test_group_writable_is_not_reported(tmp_path):
     assert record.status == "ok"
 
 
-def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_path):
+def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_plugin):
     """Isolation limits crashes, not malice: the child is a plain interpreter of the same
     user. What it cannot do is change the parent's objects: it sees only the blocks."""
     pytest.importorskip("eegkit.runtime._isolate")
-    folder = tmp_path / "plugins" / "snoop"
-    folder.mkdir(parents=True)
-    (folder / "plugin.toml").write_text(
-        '[plugin]\nname = "snoop"\nversion = "0.1.0"\napi = "1.0"\n'
-        '[[stage]]\ntype = "snoop.look"\nmodule = "stage.py"\nsetup = "setup"\n'
-        'isolation = "process"\n')
-    (folder / "stage.py").write_text(
+    manager = tmp_plugin(
+        {"plugin": {"name": "snoop"}, "stage": [{"type": "snoop.look", "isolation": "process"}]},
         "import os\nimport numpy as np\n\n"
         "def setup(info):\n    return (np.array([os.getpid()], dtype=np.int64),)\n\n"
-        "def process(x, pid):\n    x[:, :] = pid[0]\n")
-    p = eegkit.Pipeline(plugins=PluginManager(paths=[tmp_path / "plugins"], entry_points=False))
+        "def process(x, pid):\n    x[:, :] = pid[0]\n",
+        manager=PluginManager(paths=[], entry_points=False))
+    p = eegkit.Pipeline(plugins=manager)
     p.add("snoop.look", id="look")
     try:
         out = p.process(np.zeros((1, 4)), sfreq=100.0)["look"]
