@@ -83,6 +83,7 @@ def steps(report):
     return {what: (ok, detail) for what, ok, detail in report["steps"]}
 
 
+@pytest.mark.slow  # runs each plugin's tests in fresh processes
 def test_check_reports_each_plugin_and_fails_on_any_failure(env, tmp_path):
     names = ["good", "forgets", "syntax", "untyped", "failing_tests", "major", "minor", "crashy",
              "nosuch"]

@@ -375,6 +375,7 @@ def test_a_ui_bundle_edit_refreshes_its_view(tmp_path, monkeypatch, setup_live):
         view.close()
 
 
+@pytest.mark.slow  # the CLI as a subprocess, edited mid-run
 def test_eegkit_run_watch_applies_an_edit_mid_run(tmp_path):
     root = tmp_path / "plugins"
     folder = write_plugin(root)
