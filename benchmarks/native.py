@@ -27,12 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+from scipy import signal
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
-
-import numpy as np
-from scipy import signal
 
 N_CH, N_SAMPLES, SFREQ = 64, 32, 1000.0
 SOS = signal.butter(4, [1.0, 40.0], "bandpass", fs=SFREQ, output="sos")

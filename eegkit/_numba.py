@@ -1,15 +1,26 @@
 """Every numba decision lives here: jit options, cache location, the off switch.
 
 ``EEGKIT_DISABLE_JIT=1`` makes :func:`jit` return the plain Python function.
+
+Plugin files are cached by content, not by path: numba's own locator files its cache
+under a hash of the source file's folder, so a plugin copied elsewhere (a test's
+temporary folder, a cluster worker's scratch copy) would compile again. Files
+registered with :func:`key_by_content` get a locator that uses the folder eegkit
+chose (named by the code's digest) and the digest as the freshness stamp.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 JIT_OPTIONS = {"nogil": True, "cache": True}  # njit is nopython already
+# source file name (a code object's co_filename) -> (cache folder, content stamp)
+_BY_CONTENT: dict = {}
+_LOCATOR_LOCK = threading.Lock()
+_LOCATOR = None
 
 
 def jit_disabled() -> bool:
@@ -145,3 +156,60 @@ def _native_call_intrinsic():
         return sig, codegen
 
     return call
+
+
+def key_by_content(py_file: str, folder: Path, stamp: str) -> None:
+    """Cache the kernels defined in ``py_file`` in ``folder``, fresh while ``stamp`` matches.
+
+    ``stamp`` is the hash of the code that was executed (not re-read from disk), so
+    the entry stays valid when a temporary copy of the file is deleted.
+    """
+    if jit_disabled() or not _install_locator():
+        return
+    _BY_CONTENT[str(py_file)] = (str(folder), stamp)
+
+
+def _install_locator() -> bool:
+    """Put eegkit's content locator first in numba's list (once); False if numba changed."""
+    global _LOCATOR
+    with _LOCATOR_LOCK:
+        if _LOCATOR is not None:
+            return True
+        try:
+            from numba.core import caching
+            impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+            base = caching._CacheLocator
+        except (ImportError, AttributeError):
+            return False  # an unknown numba: its own (path-keyed) locators still work
+
+        class ContentLocator(base):
+            """Locator for registered plugin files: eegkit's folder, the content stamp."""
+
+            def __init__(self, py_func, py_file, folder, stamp):
+                self._py_file, self._lineno = py_file, py_func.__code__.co_firstlineno
+                self._folder, self._stamp = folder, stamp
+
+            def get_cache_path(self):
+                return self._folder
+
+            def get_source_stamp(self):
+                return self._stamp
+
+            def get_disambiguator(self):
+                return str(self._lineno)
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                entry = _BY_CONTENT.get(py_file)
+                if entry is None:
+                    return None
+                self = cls(py_func, py_file, *entry)
+                try:
+                    self.ensure_cache_path()
+                except OSError:
+                    return None  # read-only cache: numba's other locators decide
+                return self
+
+        impl._locator_classes = [ContentLocator, *impl._locator_classes]
+        _LOCATOR = ContentLocator
+        return True

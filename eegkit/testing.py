@@ -3,12 +3,23 @@
 Every stateful stage should pass the chunk test: the whole-array result equals the
 result of the same data pushed in chunks of 1, 7, 32 and irregular sizes
 (:data:`CHUNK_SIZES`), and both equal a scipy/MNE reference.
+
+Plugins for a test are written inline with :class:`TemporaryPlugin` (or the
+``tmp_plugin`` pytest fixture: ``from eegkit.testing import tmp_plugin`` in a
+``conftest.py``): a manifest and the stage source as strings, registered on one
+:class:`~eegkit.plugin.PluginManager`; no plugin folder or environment variable of
+the user's changes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import math
+import shutil
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -93,5 +104,146 @@ def compile_kernel(path, function: str, name: str, cache_dir=None):
     return module, kernel
 
 
+class TemporaryPlugin:
+    """A plugin defined from strings, for tests and examples.
+
+    The files are written to a private temporary folder (numba compiles from files);
+    :meth:`register` makes the plugin visible to one manager only, searched before
+    its other folders. Use it as a context manager, or call :meth:`close`.
+
+    Parameters
+    ----------
+    manifest : dict or str
+        The ``plugin.toml`` content, as TOML text or as the dict it parses to.
+        In a dict, ``[plugin] version`` and ``api`` default to ``"0.1.0"`` and the
+        host's plugin API, and a stage without ``module`` uses ``"stage.py"``.
+    source : str, optional
+        The text of ``stage.py``.
+    files : dict, optional
+        More files, ``{relative path: text}`` (helpers, ``ui/bundle.js``).
+
+    Examples
+    --------
+    >>> with TemporaryPlugin({"plugin": {"name": "gain"},
+    ...                       "stage": [{"type": "gain.double"}]},
+    ...                      "def process(x):\\n    x *= 2.0\\n") as plugin:
+    ...     manager = plugin.register()
+    ...     "gain.double" in manager.stage_types()
+    True
+    """
+
+    def __init__(self, manifest, source: str | None = None, files: dict | None = None):
+        if isinstance(manifest, str):
+            text = manifest
+            name = tomllib.loads(text).get("plugin", {}).get("name")
+        else:
+            manifest = _with_defaults(manifest, source is not None)
+            text = _toml_document(manifest)
+            name = manifest["plugin"].get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"TemporaryPlugin: the manifest needs [plugin] name, got {name!r}")
+        self.name = name
+        self.root = Path(tempfile.mkdtemp(prefix="eegkit-plugin-"))
+        self.path = self.root / name
+        contents = {"plugin.toml": text, **({"stage.py": source} if source is not None else {}),
+                    **(files or {})}
+        for rel, body in contents.items():
+            target = self.path / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(body, encoding="utf-8")
+        self._managers = []
+
+    def register(self, manager=None):
+        """Make the plugin visible to ``manager`` (default: a new manager that also
+        sees the bundled plugins, and nothing from the environment); return it."""
+        from .plugin import PluginManager, package_dir
+
+        if manager is None:
+            manager = PluginManager(paths=[package_dir("plugins")], entry_points=False)
+        manager.add_path(self.root, origin="temporary")
+        self._managers.append(manager)
+        return manager
+
+    def close(self) -> None:
+        """Unregister from every manager and delete the files."""
+        for manager in self._managers:
+            manager.remove_path(self.root)
+        self._managers = []
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _with_defaults(manifest: dict, has_source: bool) -> dict:
+    """A copy of a manifest dict with the defaults TemporaryPlugin documents."""
+    from .plugin import HOST_API
+
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in manifest.items()}
+    plugin = out.setdefault("plugin", {})
+    plugin.setdefault("version", "0.1.0")
+    plugin.setdefault("api", f"{HOST_API[0]}.{HOST_API[1]}")
+    if has_source:
+        out["stage"] = [{"module": "stage.py", **st} for st in out.get("stage", [])]
+    return out
+
+
+def _toml_document(doc: dict) -> str:
+    """TOML text of a manifest dict: tables, arrays of tables, inline values below."""
+    lines = []
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            lines += [f"[{key}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items()), ""]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for table in value:
+                lines += [f"[[{key}]]", *(f"{k} = {_toml_value(v)}" for k, v in table.items()), ""]
+        else:
+            lines.insert(0, f"{key} = {_toml_value(value)}")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    """One TOML value (strings, numbers, booleans, arrays, inline tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return ("inf" if value > 0 else "-inf") if math.isinf(value) else "nan" if value != value else repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"TemporaryPlugin: cannot write {value!r} ({type(value).__name__}) as TOML")
+
+
+try:
+    import pytest
+except ImportError:  # eegkit.testing works without pytest; only the fixture needs it
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture
+    def tmp_plugin():
+        """Factory fixture: ``tmp_plugin(manifest, source=None, files=None, manager=None)``
+        returns the manager the new :class:`TemporaryPlugin` is registered on; every
+        plugin made is closed when the test ends."""
+        made = []
+
+        def make(manifest, source=None, files=None, manager=None):
+            plugin = TemporaryPlugin(manifest, source, files)
+            made.append(plugin)
+            return plugin.register(manager)
+
+        yield make
+        for plugin in made:
+            plugin.close()
+
+
 __all__ = ["CHUNK_SIZES", "chunks", "run_chunks", "stream", "pull", "load_module",
-           "compile_kernel"]
+           "compile_kernel", "TemporaryPlugin", "tmp_plugin"]

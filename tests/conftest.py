@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from eegkit.testing import tmp_plugin  # noqa: F401  (fixture: plugins defined inline)
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 if str(ROOT) not in sys.path:

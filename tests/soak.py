@@ -14,6 +14,7 @@ Run it with ``python -m tests.soak [seconds]`` from the repository root, or thro
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import shutil
@@ -26,7 +27,8 @@ import numpy as np
 
 from eegkit import Pipeline, PluginManager, StreamInfo, SyntheticSource
 from eegkit._paths import STAGE_SKIP_DIRS
-from eegkit.plugin import package_dir
+from eegkit.plugin import package_dir, read_manifest
+from eegkit.plugin._loader import plugin_digest
 from eegkit.sources._synthetic import channel_names
 
 OBSERVED = ("car", "bands")
@@ -88,6 +90,7 @@ def soak(seconds_of_data: float = 3600, n_channels: int = 64, sfreq: float = 100
         original = stage_file.read_text(encoding="utf-8")
         manager = PluginManager(paths=[plugins_dir, package_dir("plugins")], entry_points=False)
         live, ref = _build(manager, fuse=True), _build(manager, fuse=False)
+        first_digest, started = plugin_digest(read_manifest(plugins_dir / "filters")), time.time()
         info = _info(n_channels, sfreq)
         live.open(info)
         ref.open(info)
@@ -137,7 +140,7 @@ def soak(seconds_of_data: float = 3600, n_channels: int = 64, sfreq: float = 100
             if progress is not None:
                 progress(done / sfreq, seconds_of_data)
         tracemalloc.stop()
-        _forget_caches(live)
+        _forget_caches(live, first_digest, started)
     wall = time.perf_counter() - t_start
     rss = out["rss_mb"]
     out.update({
@@ -200,14 +203,26 @@ def _reload(pipeline, stage_file, original, count):
     return [r.state for r in results]
 
 
-def _forget_caches(pipeline):
-    """Remove the numba cache folders of the temporary plugin copy."""
+def _forget_caches(pipeline, keep, since):
+    """Remove the numba cache folders of the code versions the reloads made.
+
+    Caches are keyed by content, so the copy's first version shares the bundled
+    plugin's folder (``keep``); older folders may belong to other copies.
+    """
     from eegkit.plugin._loader import cache_dir
 
     for stage in pipeline.stages:
         manifest = stage.code.manifest
         if manifest.path.name == "filters" and "eegkit-soak-" in str(manifest.path):
-            shutil.rmtree(cache_dir(manifest), ignore_errors=True)
+            try:
+                folders = list(cache_dir(manifest).iterdir())
+            except OSError:
+                return
+            for folder in folders:
+                with contextlib.suppress(OSError):
+                    if folder.name != keep and folder.stat().st_mtime >= since:
+                        shutil.rmtree(folder, ignore_errors=True)
+            return
 
 
 def _rss_mb() -> float:

@@ -12,7 +12,6 @@ import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest

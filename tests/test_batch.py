@@ -84,6 +84,7 @@ def recordings(tmp_path_factory):
 
 
 # -- a LocalCluster of two worker processes ---------------------------------------------
+@pytest.mark.slow  # starts a Dask cluster of worker processes
 @pytest.mark.timeout(600)
 def test_local_cluster_matches_process_and_reruns_skip(recordings, tmp_path, capsys):
     pipe = make_pipeline()
@@ -190,6 +191,7 @@ def process(x):
 """
 
 
+@pytest.mark.slow  # starts a Dask cluster of worker processes
 @pytest.mark.timeout(600)
 def test_worker_lost_mid_task_is_retried_with_shipped_plugins(tmp_path):
     plugins = tmp_path / "my_plugins"
@@ -251,6 +253,7 @@ def dask_cluster(tmp_path):
                 p.wait()
 
 
+@pytest.mark.slow  # starts a Dask cluster of worker processes
 @pytest.mark.timeout(600)
 def test_batch_on_a_running_scheduler(dask_cluster, tmp_path, capsys):
     files = [write_fif(tmp_path / f"s{i}_raw.fif", 4, 250.0, 4.0 + 3 * i, 20 + i) for i in range(3)]

@@ -32,6 +32,7 @@ def quick_run(tmp_path_factory):
     return json.loads((out / "smoke.json").read_text()), (out / "smoke.md").read_text(), res.stdout
 
 
+@pytest.mark.slow  # the quick benchmark run, cold starts included
 def test_quick_run_writes_json_and_markdown(quick_run):
     results, md, stdout = quick_run
     assert results["config"]["mode"] == "quick"
@@ -43,6 +44,7 @@ def test_quick_run_writes_json_and_markdown(quick_run):
     assert "## Targets" in stdout  # the table is printed too
 
 
+@pytest.mark.slow  # the quick benchmark run, cold starts included
 def test_streaming_rows_cover_every_implementation_and_agree(quick_run):
     rows = quick_run[0]["streaming"]
     assert [(r["dtype"], r["chunk"]) for r in rows] == [("float64", 32), ("float32", 32)]
@@ -60,6 +62,7 @@ def test_streaming_rows_cover_every_implementation_and_agree(quick_run):
         assert [s["id"] for s in r["eegkit_stats"]] == ["bp", "notch", "car", "alpha"]
 
 
+@pytest.mark.slow  # the quick benchmark run, cold starts included
 def test_overhead_profile_and_offline_and_cold_start(quick_run):
     results = quick_run[0]
     prof = results["overhead"][0]

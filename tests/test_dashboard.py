@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import textwrap
 import time
 from pathlib import Path
 
@@ -87,13 +85,9 @@ def process_mean(x):
 
 
 @pytest.fixture
-def manager(tmp_path, fixture_plugins):
-    folder = tmp_path / "more" / "knobs"
-    folder.mkdir(parents=True)
-    (folder / "plugin.toml").write_text(KNOBS_TOML)
-    (folder / "stage.py").write_text(KNOBS_PY)
-    return PluginManager(paths=[tmp_path / "more", fixture_plugins, package_dir("plugins")],
-                         entry_points=False)
+def manager(tmp_plugin, fixture_plugins):
+    base = PluginManager(paths=[fixture_plugins, package_dir("plugins")], entry_points=False)
+    return tmp_plugin(KNOBS_TOML, KNOBS_PY, manager=base)
 
 
 def synthetic(**params):

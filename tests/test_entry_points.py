@@ -145,6 +145,7 @@ def test_installed_plugins_are_discovered_with_the_version_policy(installed, tmp
     assert "newer than this eegkit" in records["ep_minor"]["message"]
 
 
+@pytest.mark.slow  # several fresh eegkit processes
 def test_check_an_installed_plugin_like_a_folder_one(installed, tmp_path):
     env = env_with(installed, cache=tmp_path / "cache")
     out = eegkit_cli("plugins", "check", "ep_good", "ep_minor", env=env, cwd=tmp_path)
@@ -155,6 +156,7 @@ def test_check_an_installed_plugin_like_a_folder_one(installed, tmp_path):
     assert out.returncode == 1 and "major versions must match" in out.stdout
 
 
+@pytest.mark.slow  # several fresh eegkit processes
 def test_an_installed_plugin_gives_the_numbers_of_the_same_folder_plugin(installed, tmp_path):
     """The same pipeline JSON run headless against the package and against a folder copy."""
     folder_root = tmp_path / "folder_plugins"
@@ -175,6 +177,7 @@ def test_an_installed_plugin_gives_the_numbers_of_the_same_folder_plugin(install
     np.testing.assert_array_equal(results["package"], results["folder"])
 
 
+@pytest.mark.slow  # several fresh eegkit processes
 def test_an_installed_plugin_in_a_pipeline_with_isolation(installed, tmp_path):
     code = ("import numpy as np, eegkit\n"
             "p = eegkit.Pipeline()\n"

@@ -269,6 +269,7 @@ json_values = values.filter(lambda v: v not in ("lsl", "brainflow"))
 
 @FUZZ
 @given(case=mutated(BASE_PIPELINE, json_values))
+@pytest.mark.slow  # hundreds of generated documents
 def test_mutated_pipeline_documents(case, manager, workdir):
     doc, _ = case
     count("pipeline json, mutated: " + load_document(doc, manager, workdir))

@@ -115,15 +115,9 @@ def test_invalid_json_file(tmp_path):
         eegkit.Pipeline.from_json(tmp_path / "missing.json")
 
 
-def test_newer_compatible_plugin_version_warns(tmp_path):
-    from eegkit.plugin import PluginManager
-
-    folder = tmp_path / "gain"
-    folder.mkdir()
-    (folder / "plugin.toml").write_text('[plugin]\nname = "gain"\nversion = "1.4.2"\napi = "1.0"\n'
-                                        '[[stage]]\ntype = "gain.x2"\nmodule = "stage.py"\n')
-    (folder / "stage.py").write_text("def process(x):\n    x *= 2.0\n")
-    manager = PluginManager(paths=[tmp_path], entry_points=False)
+def test_newer_compatible_plugin_version_warns(tmp_plugin):
+    manager = tmp_plugin({"plugin": {"name": "gain", "version": "1.4.2"}, "stage": [{"type": "gain.x2"}]},
+                         "def process(x):\n    x *= 2.0\n")
     d = {"eegkit_pipeline": 1, "stages": [{"id": "g", "type": "gain.x2", "plugin_version": "1.2.0"}]}
     with pytest.warns(UserWarning, match="saved with plugin 'gain' 1.2.0, running with 1.4.2"):
         eegkit.Pipeline.from_dict(d, plugins=manager)

@@ -27,6 +27,7 @@ def cache_env(tmp_path_factory):
     return dict(os.environ, EEGKIT_CACHE_DIR=str(tmp_path_factory.mktemp("numba-cache")))
 
 
+@pytest.mark.slow  # `eegkit plugins check` runs the new plugin's tests in a fresh process
 def test_new_plugin_then_check_passes_unchanged(tmp_path, cache_env):
     made = eegkit_cli("new-plugin", "x", cwd=tmp_path, env=cache_env)
     assert made.returncode == 0, made.stderr

@@ -8,7 +8,6 @@ never has a silent gap: it keeps up, or the run stops with an error.
 from __future__ import annotations
 
 import gc
-import time
 import tracemalloc
 from pathlib import Path
 

@@ -1,9 +1,14 @@
 """Execution plans: copies only where needed, fusion of in-place compiled chains."""
 
 import numpy as np
+import pytest
 
 import eegkit
 from eegkit import testing
+from eegkit._numba import jit_disabled
+
+# fusion and multi-threaded builds exist only when kernels are compiled
+needs_jit = pytest.mark.skipif(jit_disabled(), reason="EEGKIT_DISABLE_JIT is set")
 
 
 def chain(plugins=None, fuse=True):
@@ -19,6 +24,7 @@ def stream(p, x, info, outputs, size=25):
     return testing.stream(p, info, x, size, outputs)
 
 
+@needs_jit
 def test_fused_chain_gives_identical_numbers(eeg):
     x, info = eeg
     ref = chain(fuse=False).process(x, sfreq=info.sfreq, ch_names=info.ch_names)
@@ -31,6 +37,7 @@ def test_fused_chain_gives_identical_numbers(eeg):
     assert stats["car"]["median_us"] > 0 and stats["bp"]["calls"] == stats["car"]["calls"]
 
 
+@needs_jit
 def test_observed_and_tapped_stages_are_not_fused(eeg):
     x, info = eeg
     p = chain()
@@ -95,6 +102,7 @@ def test_param_change_replans(eeg):
     assert np.array_equal(got, q.push(x[:, 50:100])["car"])
 
 
+@needs_jit
 def test_multithreaded_offline_blocks_give_identical_numbers():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((8, 20000))
@@ -108,6 +116,7 @@ def test_multithreaded_offline_blocks_give_identical_numbers():
     assert np.array_equal(offline["bands"], streamed["bands"])
 
 
+@needs_jit
 def test_fused_chain_is_cached_on_disk_and_never_stale(tmp_path, monkeypatch):
     from eegkit.plugin import PluginManager
 

@@ -83,6 +83,7 @@ def steps(report):
     return {what: (ok, detail) for what, ok, detail in report["steps"]}
 
 
+@pytest.mark.slow  # runs each plugin's tests in fresh processes
 def test_check_reports_each_plugin_and_fails_on_any_failure(env, tmp_path):
     names = ["good", "forgets", "syntax", "untyped", "failing_tests", "major", "minor", "crashy",
              "nosuch"]
@@ -116,6 +117,7 @@ def test_check_text_output_and_exit_status(env, tmp_path):
     assert "skip tests: skipped (--no-tests)" in out.stdout
 
 
+@pytest.mark.slow  # compiles every stage in two dtypes, then a fresh process
 def test_build_compiles_into_the_cache_and_a_fresh_process_loads_from_it(env, tmp_path):
     first = eegkit_cli("plugins", "build", "good", "--force", "--json", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -376,6 +375,7 @@ def test_a_ui_bundle_edit_refreshes_its_view(tmp_path, monkeypatch, setup_live):
         view.close()
 
 
+@pytest.mark.slow  # the CLI as a subprocess, edited mid-run
 def test_eegkit_run_watch_applies_an_edit_mid_run(tmp_path):
     root = tmp_path / "plugins"
     folder = write_plugin(root)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import eegkit
-from eegkit import EegkitError, ManifestError, ParameterError, PipelineError
+from eegkit import EegkitError, ManifestError, ParameterError
 from eegkit.plugin import PluginManager, discover, package_dir, read_manifest
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="symlinks and modes are POSIX")
@@ -174,8 +173,6 @@ def test_pipeline_json_cannot_import_or_run_anything(tmp_path, outside, monkeypa
         ({"stages": [good], "source": {"type": evil}}, "unknown source type"),
         ({"stages": [good], "source": {"type": "eegkit.sources._file:FileSource"}},
          "unknown source type"),
-        ({"stages": [good], "source": {"type": "file", "params": {"path": evil}}},
-         "MNE could not read"),
         ({"stages": [good], "sinks": [{"type": "evil:Sink", "input": "bp"}]}, "unknown sink type"),
         ({"stages": [good], "plugins": [evil]}, "unknown key(s) ['plugins']"),
         ({"stages": [good], "imports": ["evil"]}, "unknown key(s) ['imports']"),
@@ -190,6 +187,19 @@ def test_pipeline_json_cannot_import_or_run_anything(tmp_path, outside, monkeypa
     assert not (tmp_path / "plugins" / "evil" / "IMPORTED").exists()
     new = [m for m in set(sys.modules) - before if not m.startswith(("eegkit", "mne"))]
     assert not [m for m in new if "evil" in m]
+
+
+def test_file_source_never_imports_a_python_file(tmp_path, outside):
+    """A file source pointed at a ``.py`` file reads it as data (MNE refuses it)."""
+    pytest.importorskip("mne")
+    doc = {"eegkit_pipeline": 1, "stages": [{"id": "bp", "type": "filters.bandpass"}],
+           "source": {"type": "file", "params": {"path": str(outside / "evil.py")}}}
+    manager = PluginManager(paths=[package_dir("plugins")], entry_points=False)
+    before = set(sys.modules)
+    with pytest.raises(EegkitError, match="MNE could not read"):
+        eegkit.Pipeline.from_dict(doc, plugins=manager)
+    assert not (outside / "IMPORTED").exists()
+    assert not [m for m in set(sys.modules) - before if "evil" in m]
 
 
 # -- view bundles -------------------------------------------------------------------------
@@ -243,21 +253,17 @@ def test_group_writable_is_not_reported(tmp_path):
     assert record.status == "ok"
 
 
-def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_path):
+def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_plugin):
     """Isolation limits crashes, not malice: the child is a plain interpreter of the same
     user. What it cannot do is change the parent's objects: it sees only the blocks."""
     pytest.importorskip("eegkit.runtime._isolate")
-    folder = tmp_path / "plugins" / "snoop"
-    folder.mkdir(parents=True)
-    (folder / "plugin.toml").write_text(
-        '[plugin]\nname = "snoop"\nversion = "0.1.0"\napi = "1.0"\n'
-        '[[stage]]\ntype = "snoop.look"\nmodule = "stage.py"\nsetup = "setup"\n'
-        'isolation = "process"\n')
-    (folder / "stage.py").write_text(
+    manager = tmp_plugin(
+        {"plugin": {"name": "snoop"}, "stage": [{"type": "snoop.look", "isolation": "process"}]},
         "import os\nimport numpy as np\n\n"
         "def setup(info):\n    return (np.array([os.getpid()], dtype=np.int64),)\n\n"
-        "def process(x, pid):\n    x[:, :] = pid[0]\n")
-    p = eegkit.Pipeline(plugins=PluginManager(paths=[tmp_path / "plugins"], entry_points=False))
+        "def process(x, pid):\n    x[:, :] = pid[0]\n",
+        manager=PluginManager(paths=[], entry_points=False))
+    p = eegkit.Pipeline(plugins=manager)
     p.add("snoop.look", id="look")
     try:
         out = p.process(np.zeros((1, 4)), sfreq=100.0)["look"]

@@ -31,6 +31,7 @@ def check(result, reloads):
     assert result["rss_growth_mb_steady"] < 16
 
 
+@pytest.mark.slow  # a minute of data with reloads
 def test_reduced_soak_one_minute():
     result = soak(60, n_channels=64, sfreq=1000.0, span_seconds=10, n_reloads=2)
     assert result["seconds_of_data"] == 60 and result["spans"] == 6

@@ -65,7 +65,7 @@ def default_paths() -> list:
     return paths
 
 
-def discover(paths=None, entry_points: bool = True) -> list:
+def discover(paths=None, entry_points: bool = True, first=()) -> list:
     """Find every plugin.
 
     Parameters
@@ -75,13 +75,16 @@ def discover(paths=None, entry_points: bool = True) -> list:
         ``./plugins``, then the bundled plugins.
     entry_points : bool
         Also look at the ``eegkit.plugins`` entry-point group.
+    first : sequence of (path, origin)
+        Folders searched before all others (plugins added to a manager at run time).
 
     Returns
     -------
     list of PluginRecord
         One per plugin folder found, in priority order; never raises for a bad plugin.
     """
-    places = default_paths() if paths is None else [(Path(p), "path") for p in paths]
+    places = [(Path(p), origin) for p, origin in first]
+    places += default_paths() if paths is None else [(Path(p), "path") for p in paths]
     records, seen_dirs, by_name = [], set(), {}
     candidates = []
     for root, origin in places:

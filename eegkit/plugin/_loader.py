@@ -137,6 +137,10 @@ def load_module(manifest: Manifest, path: Path, reload: bool = False):
         sys.modules[name] = module
         try:
             code = compile(source, str(path), "exec", dont_inherit=True)
+            # numba files the cache under a hash of the file's folder: key it by content
+            # instead, so a copy of the plugin elsewhere reuses the machine code
+            _numba.key_by_content(str(path), cache_dir(manifest, digest).joinpath(*rel.split("/")[:-1]),
+                                  hashlib.sha256(source).hexdigest()[:16])
             with _numba.cache_dir(cache_dir(manifest, digest)):
                 exec(code, module.__dict__)
         except BaseException as exc:
@@ -154,9 +158,13 @@ def load_module(manifest: Manifest, path: Path, reload: bool = False):
 
 def cache_dir(manifest: Manifest, digest: str | None = None) -> Path:
     """numba cache folder of one plugin (kept out of the plugin folder, which may be
-    read-only); one sub-folder per version of the plugin's code (``digest``)."""
-    tag = hashlib.sha256(str(manifest.path.resolve()).encode()).hexdigest()[:8]
-    root = _numba.cache_root() / "numba" / f"{manifest.name}-{tag}"
+    read-only); one sub-folder per version of the plugin's code (``digest``).
+
+    Named by plugin name and content only: copies of a plugin in other folders share
+    the machine code of identical code (the module name, which numba's cache
+    re-imports by, depends on the plugin name and file name only, too).
+    """
+    root = _numba.cache_root() / "numba" / manifest.name
     return root if digest is None else root / digest
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from pathlib import Path
 
 from .._check import did_you_mean
 from .._errors import PipelineError
@@ -37,6 +38,8 @@ class PluginManager:
         self._lock = threading.RLock()
         self._warned = set()
         self.records = None
+        self._added = []  # (folder, origin) searched first: see add_path
+        self._dropped = set()  # folders remove_path took away (their plugins go quietly)
         self.changes = {"added": [], "removed": []}
         self.refresh()
 
@@ -50,7 +53,7 @@ class PluginManager:
         with self._lock:
             first = self.records is None
             before = {r.name: r.path for r in self.records or () if r.status != "shadowed"}
-            self.records = discover(self.paths, self.entry_points)
+            self.records = discover(self.paths, self.entry_points, self._added)
             self._types = {}
             for rec in self.records:
                 if rec.manifest is not None and rec.status != "shadowed":
@@ -61,9 +64,30 @@ class PluginManager:
                 self.changes = {"added": sorted(after - set(before)),
                                 "removed": sorted(set(before) - after)}
                 for name in self.changes["removed"]:
+                    if before[name].parent in self._dropped:
+                        continue  # taken away on purpose (remove_path)
                     log.warning("eegkit: plugin '%s' was removed (it was at %s); stages already "
                                 "built from it keep running the code they loaded", name, before[name])
             return self.records
+
+    def add_path(self, path, origin: str = "added") -> None:
+        """Search the plugin folders under ``path`` before every other place, then refresh.
+
+        For plugins that exist only while a program runs (``eegkit.testing.TemporaryPlugin``,
+        notebook cell stages); nothing outside this manager changes.
+        """
+        with self._lock:
+            entry = (Path(path), origin)
+            if entry not in self._added:
+                self._added.insert(0, entry)
+            self.refresh()
+
+    def remove_path(self, path) -> None:
+        """Stop searching ``path`` (see :meth:`add_path`), then refresh."""
+        with self._lock:
+            self._added = [(p, o) for p, o in self._added if p != Path(path)]
+            self._dropped.add(Path(path))
+            self.refresh()
 
     def record(self, name: str):
         """The record of plugin ``name`` (the first found), or None."""
