@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "browser"))
 
-from lab import (JupyterLab, browser_available, browser_page, kernel_exec,
+from lab import (JupyterLab, browser_available, browser_page, kernel_exec,  # noqa: E402 - after the path insert
                  open_notebook, run_all_cells, write_notebook)
 
 OUT = REPO / "benchmarks" / "results" / "browser.json"
