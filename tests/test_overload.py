@@ -141,9 +141,10 @@ def test_memory_does_not_grow_with_the_length_of_the_overload(plugins):
     # (16 chunks of 1.6 kB), not by how much was read (4800 chunks are 7.7 MB) ...
     assert max(peaks) < 500_000 and peaks[2] - peaks[0] < 0.05 * 4500 * chunk_bytes, peaks
     # ... and nothing stays behind in proportion to what was read: 4500 more chunks leave
-    # less than 1 byte per chunk more (what is left varies by a few kB run to run: thread
-    # and weak-set bookkeeping of the runner still alive at the measurement)
-    assert lefts[2] - lefts[0] < 4500, lefts
+    # less than 8 bytes per chunk more, where keeping any object per chunk costs 16 or
+    # more (what is left varies by up to ~8 kB run to run: thread and weak-set
+    # bookkeeping of the runner still alive at the measurement)
+    assert lefts[2] - lefts[0] < 8 * 4500, lefts
 
 
 # -- recording never drops ----------------------------------------------------------------
