@@ -14,17 +14,16 @@ the user's changes.
 from __future__ import annotations
 
 import importlib.util
-import json
-import math
 import shutil
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from . import _numba
+from .plugin._manifest import tomllib
+from .plugin._toml import toml_document
 
 CHUNK_SIZES = (1, 7, 32, (5, 1, 64, 13, 2, 100, 31, 3))
 
@@ -138,7 +137,7 @@ class TemporaryPlugin:
             name = tomllib.loads(text).get("plugin", {}).get("name")
         else:
             manifest = _with_defaults(manifest, source is not None)
-            text = _toml_document(manifest)
+            text = toml_document(manifest)
             name = manifest["plugin"].get("name")
         if not isinstance(name, str) or not name:
             raise ValueError(f"TemporaryPlugin: the manifest needs [plugin] name, got {name!r}")
@@ -189,37 +188,6 @@ def _with_defaults(manifest: dict, has_source: bool) -> dict:
     if has_source:
         out["stage"] = [{"module": "stage.py", **st} for st in out.get("stage", [])]
     return out
-
-
-def _toml_document(doc: dict) -> str:
-    """TOML text of a manifest dict: tables, arrays of tables, inline values below."""
-    lines = []
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            lines += [f"[{key}]", *(f"{k} = {_toml_value(v)}" for k, v in value.items()), ""]
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            for table in value:
-                lines += [f"[[{key}]]", *(f"{k} = {_toml_value(v)}" for k, v in table.items()), ""]
-        else:
-            lines.insert(0, f"{key} = {_toml_value(value)}")
-    return "\n".join(lines)
-
-
-def _toml_value(value) -> str:
-    """One TOML value (strings, numbers, booleans, arrays, inline tables)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return ("inf" if value > 0 else "-inf") if math.isinf(value) else "nan" if value != value else repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(f"TemporaryPlugin: cannot write {value!r} ({type(value).__name__}) as TOML")
 
 
 try:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ast
 import atexit
-import json
 import logging
-import math
 import os
 import re
 import shlex
@@ -27,6 +25,7 @@ from pathlib import Path
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .._errors import EegkitError
+from ..plugin._toml import toml_value as _toml
 
 USAGE = """\
 Usage:
@@ -383,24 +382,6 @@ def manifest_text(name: str, decl: dict) -> str:
                 raise UsageError(f"PARAMS key {pname!r} must be a Python identifier")
             lines.append(f"{pname} = {_toml(spec)}")
     return "\n".join(lines) + "\n"
-
-
-def _toml(value) -> str:
-    """A TOML value (inline tables, arrays, strings, numbers, booleans)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return ("inf" if value > 0 else "-inf") if math.isinf(value) else "nan" if value != value else repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
-    raise UsageError(f"cannot write {value!r} ({type(value).__name__}) into plugin.toml; use "
-                     f"numbers, strings, booleans and lists")
 
 
 def _try_stage(code) -> str | None:
