@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 JIT_OPTIONS = {"nogil": True, "cache": True}  # njit is nopython already
-# source file name (a code object's co_filename) -> (cache folder, content stamp)
+# (source file name (a code object's co_filename), module name) -> (cache folder, stamp)
 _BY_CONTENT: dict = {}
 _LOCATOR_LOCK = threading.Lock()
 _LOCATOR = None
@@ -158,15 +158,18 @@ def _native_call_intrinsic():
     return call
 
 
-def key_by_content(py_file: str, folder: Path, stamp: str) -> None:
-    """Cache the kernels defined in ``py_file`` in ``folder``, fresh while ``stamp`` matches.
+def key_by_content(py_file: str, module: str, folder: Path, stamp: str) -> None:
+    """Cache the kernels that module ``module`` defines in ``py_file`` in ``folder``,
+    fresh while ``stamp`` matches.
 
     ``stamp`` is the hash of the code that was executed (not re-read from disk), so
-    the entry stays valid when a temporary copy of the file is deleted.
+    the entry stays valid when a temporary copy of the file is deleted. The module name
+    is part of the key: a cache entry re-imports the module it was made under, so the
+    same file loaded under another name (``eegkit.testing``) must not share entries.
     """
     if jit_disabled() or not _install_locator():
         return
-    _BY_CONTENT[str(py_file)] = (str(folder), stamp)
+    _BY_CONTENT[(str(py_file), module)] = (str(folder), stamp)
 
 
 def _install_locator() -> bool:
@@ -200,7 +203,7 @@ def _install_locator() -> bool:
 
             @classmethod
             def from_function(cls, py_func, py_file):
-                entry = _BY_CONTENT.get(py_file)
+                entry = _BY_CONTENT.get((py_file, py_func.__module__))
                 if entry is None:
                     return None
                 self = cls(py_func, py_file, *entry)

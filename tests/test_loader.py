@@ -89,3 +89,34 @@ def test_temporary_plugin_from_toml_text_and_broken_manifests(tmp_plugin):
     assert rec.status == "error" and "must be 'bad.<lowercase_name>'" in rec.message
     with pytest.raises(ValueError, match=r"needs \[plugin\] name"):
         TemporaryPlugin({"stage": []})
+
+
+# in one process: compile the plugin's kernel with eegkit.testing (another module name),
+# then load the same file as a plugin in a second process: its cache must not hold
+# entries that re-import the testing module
+TESTING_FIRST = """
+import sys
+from pathlib import Path
+from eegkit.plugin import PluginManager
+from eegkit.testing import compile_kernel
+rec = PluginManager(paths=[sys.argv[1]], entry_points=False).record("gain")
+stage = Path(rec.path) / "stage.py"
+import numpy as np
+from eegkit.plugin._loader import load_stage_code
+code = load_stage_code(rec.manifest, rec.manifest.stages[0])   # the plugin's name first
+module, kernel = compile_kernel(stage, "process", "_eegkit_test_gain_stage")
+x = np.ones((2, 4)); kernel(x, 2.0)
+assert x[0, 0] == 2.0
+"""
+
+
+@needs_jit
+def test_the_same_file_under_another_module_name_keeps_its_own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EEGKIT_CACHE_DIR", str(tmp_path / "cache"))
+    env = dict(os.environ)
+    with TemporaryPlugin(GAIN, GAIN_PY) as plugin:
+        done = subprocess.run([sys.executable, "-c", TESTING_FIRST, str(plugin.root)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        again = child(plugin.root, env)  # would fail: No module named '_eegkit_test_gain_stage'
+    assert again["out"] == 3.0

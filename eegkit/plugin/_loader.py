@@ -139,7 +139,8 @@ def load_module(manifest: Manifest, path: Path, reload: bool = False):
             code = compile(source, str(path), "exec", dont_inherit=True)
             # numba files the cache under a hash of the file's folder: key it by content
             # instead, so a copy of the plugin elsewhere reuses the machine code
-            _numba.key_by_content(str(path), cache_dir(manifest, digest).joinpath(*rel.split("/")[:-1]),
+            _numba.key_by_content(str(path), name,
+                                  cache_dir(manifest, digest).joinpath(*rel.split("/")[:-1]),
                                   hashlib.sha256(source).hexdigest()[:16])
             with _numba.cache_dir(cache_dir(manifest, digest)):
                 exec(code, module.__dict__)
