@@ -102,6 +102,11 @@ DISABLING = [
     ("faults.as_int", {}, "setup: StageError"),
     ("faults.as_complex", {}, "setup: StageError"),
     ("faults.returns_later", {"at": AT}, "process: StageError"),
+    # issue #14 row 2: sys.exit() in plugin code only disables its stage
+    ("faults.exit_setup", {}, "setup: SystemExit: 3"),
+    ("faults.exit_process", {"at": AT}, "process: SystemExit: 4"),
+    # issue #14 row 7a: setup declares more channels than the in-place kernel gives
+    ("faults.layout_lie", {}, "setup: StageError"),
 ]
 
 
@@ -134,6 +139,8 @@ def test_error_messages_name_stage_and_what_was_wrong(plugins, data):
         "faults.as_complex": ["returned an array of complex128", "float64"],
         "faults.returns_later": ["returned None (in place) on its warm-up call",
                                  "always work in place or always return"],
+        "faults.layout_lie": ["setup declares an output of 9 channel(s)",
+                              "worked in place on its 8-channel input"],
     }
     for fault, words in expected.items():
         p = build(plugins, fault)
@@ -154,6 +161,22 @@ def test_fused_chain_is_really_used_until_the_fault(plugins, data):
     # re-planned without the disabled stage; the others still fuse
     assert p.plan(OBSERVED).describe()[:2] == ["fused[bp] (copy)", "fault (in place)"] or \
         "fault" not in p.plan(OBSERVED).describe()[0]
+
+
+@needs_jit
+def test_exit_escaping_a_fused_call_disables_only_the_culprit(plugins, data):
+    """Issue #14 row 2: what an objmode block raises escapes numba's try/except in a
+    fused call; the stage whose file the traceback names is disabled, the run goes on."""
+    x, info = data
+    p = build(plugins, "faults.exit_helper", at=AT)
+    p.open(info)
+    assert p.plan(OBSERVED).describe()[0] == "fused[bp, fault, notch, car] (copy)"
+    for start in range(0, (AT + 3) * CHUNK, CHUNK):
+        p.push(x[:, start:start + CHUNK], outputs=OBSERVED)
+    assert p["fault"].status == "disabled"
+    assert p["fault"].error == "process: SystemExit: 4"
+    assert_others_ok(p)
+    assert [s.calls for s in p.stages] == [AT + 3, AT, AT + 3, AT + 3, AT + 3]
 
 
 @pytest.mark.parametrize("mode", MODES)

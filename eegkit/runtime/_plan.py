@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 
 import numpy as np
 
@@ -115,7 +116,9 @@ class Plan:
                                                 Buffer(group[0].in_info.n_channels,
                                                        group[0].in_info.dtype),
                                                 self.slots[group[-1].id], finite))
-                except Exception as exc:  # noqa: BLE001 - e.g. kernels numba cannot chain
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - e.g. kernels numba cannot chain
                     log.info("eegkit: not fusing %s: %s", [s.id for s in group], exc)
                     for s in group:
                         s.fused_with = ()
@@ -147,7 +150,15 @@ def _compiled(stage) -> bool:
     """True when ``stage`` may run inside a generated compiled call."""
     return (stage.status == "ok" and not stage.taps
             and _numba.is_compiled(stage.code.process)
+            and not _uses_objmode(stage.code.process)
             and getattr(stage, "isolation", "none") == "none")
+
+
+def _uses_objmode(fn) -> bool:
+    """True when a kernel opens ``numba.objmode()`` itself: what such a block raises
+    escapes a fused call's try/except, so the kernel runs alone behind its own guard."""
+    code = getattr(getattr(fn, "py_func", fn), "__code__", None)
+    return code is not None and "objmode" in code.co_names
 
 
 class StageStep:
@@ -178,13 +189,14 @@ class FusedStep:
     """A chain of compiled stages run as one compiled call: every stage but the last
     works in place; the last may return a new array."""
 
-    __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite")
+    __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite", "at")
 
     def __init__(self, stages, src, buf, slot, finite):
         self.stages, self.src, self.buf, self.slot, self.finite = stages, src, buf, slot, finite
         self.fn = fused_kernel(stages)
         last = stages[-1]
-        self.args = tuple(a for s in stages for a in s.state) + (last._empty,)
+        self.at = np.zeros(1, dtype=np.int64)  # the kernel running, read when one escapes
+        self.args = tuple(a for s in stages for a in s.state) + (last._empty, self.at)
         for s in stages:
             s.fused_with = tuple(t.id for t in stages)
         # compile now, on copies of the state, so the first chunk pays nothing
@@ -198,7 +210,20 @@ class FusedStep:
         if self.buf is not None:
             x = self.buf.fill(x)
         t0 = time.perf_counter_ns()
-        failed, out = self.fn(x, *self.args)
+        try:
+            failed, out = self.fn(x, *self.args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - e.g. sys.exit() in a kernel's objmode block
+            # numba's try/except cannot catch what an objmode block raises: it surfaces as
+            # SystemError whose context is the kernel's own exception
+            cause = exc
+            while isinstance(cause, SystemError) and cause.__context__ is not None:
+                cause = cause.__context__  # numba wraps it: "returned a result with an exception set"
+            if isinstance(cause, KeyboardInterrupt):
+                raise cause from None
+            outs[self.slot] = self._escaped(cause, x)
+            return
         elapsed = time.perf_counter_ns() - t0
         last = self.stages[-1]
         if failed >= 0:
@@ -216,6 +241,22 @@ class FusedStep:
         if last.status == "ok" and not self.finite(out):
             last.saw_nonfinite(out)
         outs[self.slot] = out
+
+    def _escaped(self, exc, x):
+        """An exception left the compiled call (numba cannot catch what an objmode block
+        raises, and may run the later kernels anyway): disable the stage whose file the
+        traceback names (else the kernel last started), pass the block on as the kernels
+        left it, and let the pipeline re-plan before the next chunk."""
+        files = {os.path.realpath(f.f_code.co_filename) for f, _ in traceback.walk_tb(exc.__traceback__)}
+        culprit = next((s for s in self.stages if str(s.code.spec.module) in files),
+                       self.stages[min(int(self.at[0]), len(self.stages) - 1)])
+        last = self.stages[-1]
+        for s in self.stages:
+            if s is not culprit:
+                s.count(x.shape[1], x.shape[1] if s is not last or last.keeps_length else 0,
+                        None)
+        culprit.disable(exc, "process")
+        return x if last.keeps_length else last._empty
 
     def _fail(self, index, x):
         """Stage ``index`` raised (or returned an array): run it again guarded on a copy
@@ -252,6 +293,7 @@ def fused_kernel(stages):
     parts = [(module_name(s.code.manifest.name, s.code.spec.module), s.code.spec.process,
               s.code.digest, s.kernel is not None, len(s.state)) for s in stages]
     parts.append(stages[-1].in_place)  # in place: the chain's output is x itself
+    parts.append("at")  # generated code version: it records the running kernel in ``at``
     key = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
     with _FUSED_LOCK:
         fn = _FUSED.get(key)
@@ -264,7 +306,7 @@ def _load_fused(key, parts):
     """Write (once) and import the generated module of one fused chain."""
     lines = ["# generated by eegkit: one compiled call for a chain of in-place kernels",
              "import sys", "", "from eegkit._numba import jit", ""]
-    *kernels, last_in_place = parts
+    *kernels, last_in_place, _version = parts
     params, body = [], []
     for i, (module, function, digest, parallel, n) in enumerate(kernels):
         lines.append(f"k{i} = jit(getattr(sys.modules[{module!r}].{function}, 'py_func', "
@@ -273,12 +315,12 @@ def _load_fused(key, parts):
         params += args
         call = f"k{i}(x{''.join(', ' + a for a in args)})"
         if i == len(kernels) - 1 and not last_in_place:
-            body.append(f"        i = {i}\n        out = {call}")
+            body.append(f"        i = {i}\n        at[0] = {i}\n        out = {call}")
         else:
-            body.append(f"        i = {i}\n        if {call} is not None:\n"
+            body.append(f"        i = {i}\n        at[0] = {i}\n        if {call} is not None:\n"
                         f"            raise ValueError()")
     result = "x" if last_in_place else "out"
-    lines += ["", "", f"def fused(x{''.join(', ' + p for p in params)}, empty):",
+    lines += ["", "", f"def fused(x{''.join(', ' + p for p in params)}, empty, at):",
               "    # returns (-1, output), or (index of the kernel that failed, a placeholder)",
               "    i = 0", "    try:", *body, "    except Exception:", "        return i, empty",
               f"    return -1, {result}", "", "", "fused = jit(fused)", ""]

@@ -47,7 +47,8 @@ class Stage:
     kernel state and its health.
 
     A stage is ``ok`` or ``disabled``. Every call into plugin code is guarded: an
-    exception disables the stage and keeps the error and traceback. While disabled,
+    exception, ``SystemExit`` included, disables the stage and keeps the error and
+    traceback; only ``KeyboardInterrupt`` (the user's Ctrl-C) goes through to the host. While disabled,
     a stage whose output has the layout of its input passes its input through
     unchanged; a stage that changes the layout (spectrum, features) emits empty
     blocks, so downstream stages receive no new samples.
@@ -105,7 +106,9 @@ class Stage:
         self.nonfinite_chunks, self.first_nonfinite = 0, None
         try:
             self.prepare()
-        except Exception as exc:  # noqa: BLE001 - plugin code: any error disables the stage
+        except KeyboardInterrupt:
+            raise  # the user's Ctrl-C stops the host, it is no fault of the stage
+        except BaseException as exc:  # noqa: BLE001 - plugin code: even sys.exit() only disables it
             self.install(Prepared((), in_info))
             self.disable(exc, "setup" if not isinstance(exc, _WarmupError) else "compile")
         return self.out_info
@@ -147,11 +150,15 @@ class Stage:
         x = np.zeros((self.in_info.n_channels, WARMUP_SAMPLES), dtype=self.in_info.dtype)
         try:
             out = self.code.process(x, *state)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             raise _WarmupError(f"{type(exc).__name__}: {exc}") from exc
         declared = self.code.spec.output
         if declared is not None and (out is None) != (declared == "in-place"):
             raise StageError(self._contradiction(out))
+        if out is None and not self._bypass:
+            raise StageError(self._layout_lie())
         self._check_output(out, x)
         self.in_place = out is None if declared is None else declared == "in-place"
 
@@ -161,6 +168,15 @@ class Stage:
         return (f"{self._where()}: the manifest declares output = \"{self.code.spec.output}\" "
                 f"but process {did}; fix the kernel, or declare output = "
                 f"\"{'in-place' if out is None else 'new'}\" in plugin.toml")
+
+    def _layout_lie(self) -> str:
+        """Why an in-place kernel contradicts the output stream its setup declared."""
+        i, o = self.in_info, self.out_info
+        return (f"{self._where()}: setup declares an output of {o.n_channels} channel(s) at "
+                f"{o.sfreq:g} Hz ({o.kind}) but process worked in place on its {i.n_channels}-"
+                f"channel input at {i.sfreq:g} Hz ({i.kind}); an in-place kernel keeps its "
+                f"input's layout: return a new array of the declared shape, or drop `out` "
+                f"from setup")
 
     def _after_info(self):
         info = self.out_info
@@ -185,7 +201,9 @@ class Stage:
                                      f"warm-up call but an array now; a kernel must always work "
                                      f"in place or always return a new array")
                 out = self._check_output(out, x)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit too: only this stage stops
             self.disable(exc, "process")
             return x if self._bypass else self._empty
         calls = self.calls  # inlined count(): this runs once per stage per chunk
@@ -210,7 +228,9 @@ class Stage:
         for tap in list(self.taps):
             try:
                 tap(out, first)
-            except Exception as exc:  # noqa: BLE001 - a broken view must not stop the pipeline
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a broken view must not stop the pipeline
                 self.taps.remove(tap)
                 log.error("eegkit: tap %r on stage '%s' removed after error: %r", tap, self.id, exc)
 
@@ -290,7 +310,11 @@ class Stage:
         old = (self.params, self.state, self.out_info, self.state_names)
         try:
             self.prepare(params=params)
-        except Exception as exc:  # noqa: BLE001
+        except KeyboardInterrupt:
+            self.params, self.state, self.out_info, self.state_names = old
+            self._after_info()
+            raise
+        except BaseException as exc:  # noqa: BLE001
             self.params, self.state, self.out_info, self.state_names = old
             self._after_info()
             self.last_error = f"parameter change rejected: {type(exc).__name__}: {exc}"
