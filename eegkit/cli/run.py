@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +28,9 @@ def add_parser(sub):
     p.add_argument("--realtime", action="store_true", help="pace a recorded source to real time")
     p.add_argument("--watch", action="store_true",
                    help="hot reload: apply edits to plugin files while running")
+    p.add_argument("--trust-local", action="store_true",
+                   help="let plugins in ./plugins replace bundled or installed plugins of the "
+                   "same name (same as EEGKIT_TRUST_LOCAL_PLUGINS=1); refused otherwise")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress line")
     p.set_defaults(func=main)
 
@@ -35,6 +40,10 @@ def main(args) -> int:
     from .._check import positive_int
     from ..sources import parse_source_arg
 
+    from ..plugin._discovery import TRUST_ENV
+
+    if args.trust_local:
+        os.environ[TRUST_ENV] = "1"  # before the first discovery
     pipeline = Pipeline.from_json(args.pipeline)
     if args.source:
         pipeline.set_source(parse_source_arg(args.source))
@@ -47,6 +56,7 @@ def main(args) -> int:
     print(f"eegkit run {args.pipeline}: source {source.type_name}, {info.n_channels} channels "
           f"at {info.sfreq:g} Hz, {len(pipeline.stages)} stages, chunk {args.chunk}",
           file=sys.stderr)
+    print(plugins_used(pipeline), file=sys.stderr)
     t0 = time.perf_counter()
     progress = None if args.quiet else _progress(info.sfreq, t0)
     watcher = None
@@ -58,8 +68,9 @@ def main(args) -> int:
         watcher.start()
         print(f"watching {', '.join(map(str, watcher.roots()))} for plugin edits", file=sys.stderr)
     try:
-        out = pipeline.run(duration=duration, chunk=args.chunk, realtime=args.realtime,
-                           outputs=args.stage, collect=args.output is not None, progress=progress)
+        out = _run_interruptibly(pipeline, progress, duration=duration, chunk=args.chunk,
+                                 realtime=args.realtime, outputs=args.stage,
+                                 collect=args.output is not None)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -67,6 +78,10 @@ def main(args) -> int:
     if progress is not None:
         print(file=sys.stderr)
     done = pipeline.first_sample / info.sfreq
+    if out is None:  # Ctrl-C: stopped between two chunks
+        print(f"interrupted after {done:.1f} s of data; nothing written", file=sys.stderr)
+        print(summary_table(pipeline))
+        return 130
     timing = getattr(pipeline, "last_run", {})
     busy = timing.get("process_s", elapsed)
     print(f"processed {done:.1f} s of data in {busy:.2f} s ({done / max(busy, 1e-9):.0f} x real "
@@ -85,6 +100,73 @@ def main(args) -> int:
     for s in failed:
         print(f"stage '{s.id}' ({s.type}) disabled: {s.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+class _Stopped(Exception):
+    """Raised between two chunks to end a run the user interrupted."""
+
+
+def _run_interruptibly(pipeline, progress, **kwargs):
+    """``pipeline.run`` in a worker thread, so Ctrl-C is seen even while a compiled
+    kernel runs (signals reach only the main thread, and only between bytecodes).
+
+    The first Ctrl-C stops the run between two chunks (returns None); a second one
+    quits at once with status 130, without a summary, for a kernel that never returns.
+    """
+    stop, done, result = threading.Event(), threading.Event(), {}
+
+    def report(done, total):
+        if stop.is_set():
+            raise _Stopped
+        if progress is not None:
+            progress(done, total)
+
+    def work():
+        try:
+            result["out"] = pipeline.run(progress=report, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="eegkit-run", daemon=True).start()
+    while not done.is_set():
+        try:
+            time.sleep(0.05)  # not join(): a Ctrl-C inside join() can leave the thread looking ended
+        except KeyboardInterrupt:
+            if stop.is_set():
+                print("\neegkit run: interrupted again while a stage was still running; "
+                      "quitting now (no summary, sinks not closed)", file=sys.stderr, flush=True)
+                sys.stdout.flush()
+                os._exit(130)
+            stop.set()
+            print("\neegkit run: stopping after the current chunk (Ctrl-C again to quit at once)",
+                  file=sys.stderr, flush=True)
+    error = result.get("error")
+    if isinstance(error, _Stopped):
+        return None
+    if error is not None:
+        raise error
+    return result["out"]
+
+
+def plugins_used(pipeline) -> str:
+    """Which plugin folder each plugin of ``pipeline`` comes from, and local plugins refused."""
+    lines, seen = ["plugins used:"], set()
+    for stage in pipeline.stages:
+        manifest = getattr(stage.code, "manifest", None)
+        if manifest is None:
+            continue
+        if manifest.name in seen:
+            continue
+        seen.add(manifest.name)
+        rec = pipeline.plugins.record(manifest.name)
+        origin = rec.origin if rec is not None else "?"
+        lines.append(f"  {manifest.name} {manifest.version} ({origin}) {manifest.path}")
+    for rec in pipeline.plugins.records:
+        if rec.shadows is not None and rec.name in seen:
+            lines.append(f"  refused: {rec.message}")
+    return "\n".join(lines)
 
 
 def _progress(sfreq, t0):

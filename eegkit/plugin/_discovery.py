@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from .._paths import NOT_CODE_DIRS, package_dir
 from ._manifest import MANIFEST, Manifest, check_api, read_manifest
 
 ENTRY_POINT_GROUP = "eegkit.plugins"
+TRUST_ENV = "EEGKIT_TRUST_LOCAL_PLUGINS"
+# plugins the user installed on purpose; one in the working folder may not replace them
+TRUSTED_ORIGINS = ("bundled", "entry-point")
 
 
 @dataclass
@@ -23,8 +27,9 @@ class PluginRecord:
     """What discovery found at one place: a manifest, or the error that stopped it.
 
     ``status`` is ``ok``, ``warning`` (loaded, see ``message``: a newer minor plugin
-    API, or files any user may write), ``rejected``
-    (plugin-API mismatch), ``error`` (bad manifest, import or compile error) or
+    API, or files any user may write), ``rejected`` (plugin-API mismatch, or a plugin
+    in the working folder's ``plugins/`` that would replace a bundled or installed one:
+    ``shadows`` names it), ``error`` (bad manifest, import or compile error) or
     ``shadowed`` (a plugin of the same name was found earlier on the path).
     """
 
@@ -35,11 +40,17 @@ class PluginRecord:
     status: str = "ok"
     message: str = ""
     stages: list = field(default_factory=list)
+    shadows: Path | None = None  # the trusted plugin this untrusted one would have replaced
 
     @property
     def usable(self) -> bool:
         """True when its stages may be used."""
         return self.status in ("ok", "warning")
+
+    @property
+    def active(self) -> bool:
+        """True for the one record of its name that provides its stage types."""
+        return self.status != "shadowed" and self.shadows is None
 
     def to_dict(self) -> dict:
         """Plain dict for ``eegkit plugins list --json``."""
@@ -49,7 +60,8 @@ class PluginRecord:
                 "version": m.version if m else None, "api": m.api if m else None,
                 "description": m.description if m else "",
                 "ui_bundle": str(m.ui_bundle) if m and m.ui_bundle else None,
-                "stages": [s.to_dict() for s in m.stages] if m else []}
+                "stages": [s.to_dict() for s in m.stages] if m else [],
+                "shadows": str(self.shadows) if self.shadows else None}
 
 
 def default_paths() -> list:
@@ -65,8 +77,18 @@ def default_paths() -> list:
     return paths
 
 
+def trust_local() -> bool:
+    """True when ``EEGKIT_TRUST_LOCAL_PLUGINS`` lets ``./plugins`` replace trusted plugins."""
+    return os.environ.get(TRUST_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def discover(paths=None, entry_points: bool = True, first=()) -> list:
     """Find every plugin.
+
+    A plugin in the working folder's ``plugins/`` whose name is also a bundled or
+    installed plugin is ``rejected`` (running eegkit inside a downloaded folder must
+    not replace trusted code), unless ``EEGKIT_TRUST_LOCAL_PLUGINS=1``
+    (``eegkit run --trust-local``).
 
     Parameters
     ----------
@@ -96,17 +118,31 @@ def discover(paths=None, entry_points: bool = True, first=()) -> list:
                     candidates.append((folder, origin, folder.name))
     if entry_points:
         candidates.extend(_entry_point_folders())
+    found = []
     for folder, origin, expected in candidates:
         key = folder.resolve() if folder.exists() else folder
         if key in seen_dirs:
             continue
         seen_dirs.add(key)
-        record = inspect_folder(folder, origin, expected)
+        found.append(inspect_folder(folder, origin, expected))
+    trusted = {r.name: r for r in reversed(found)
+               if r.origin in TRUSTED_ORIGINS and r.status != "error"}
+    trusting = trust_local()
+    for record in found:
+        other = trusted.get(record.name)
+        if record.origin == "project" and other is not None and not trusting:
+            record.status, record.shadows = "rejected", other.path
+            record.message = (f"plugin '{record.name}' at {record.path} (in the working folder) "
+                              f"would replace the {other.origin} plugin at {other.path}, so it "
+                              f"is not used; to run it, trust this folder's plugins: set "
+                              f"{TRUST_ENV}=1 or pass --trust-local to eegkit run")
+            records.append(record)
+            continue
         if record.name in by_name and by_name[record.name].status != "error":
-            first = by_name[record.name]
+            winner = by_name[record.name]
             record.status = "shadowed"
-            record.message = (f"plugin '{record.name}' at {folder} is shadowed by the one found "
-                              f"first at {first.path}")
+            record.message = (f"plugin '{record.name}' at {record.path} is shadowed by the one "
+                              f"found first at {winner.path}")
         else:
             by_name.setdefault(record.name, record)
         records.append(record)
@@ -158,21 +194,37 @@ def unsafe_permissions(folder: Path) -> list:
 
 
 def _entry_point_folders() -> list:
-    """Folders of plugins installed as packages (entry point value = package name)."""
-    import importlib.util
+    """Folders of plugins installed as packages (entry point value = package name).
+
+    Read from entry-point metadata and the distribution's file list, never by
+    importing: ``find_spec("pkg.sub")`` would run ``pkg/__init__.py``.
+    """
     from importlib.metadata import entry_points
 
-    eps = entry_points(group=ENTRY_POINT_GROUP)
     found = []
-    for ep in eps:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         module = ep.value.split(":")[0].strip()
-        try:
-            # find_spec of a top-level package locates it without executing it
-            spec = importlib.util.find_spec(module)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None or not spec.submodule_search_locations:
+        folder = _package_folder(module, getattr(ep, "dist", None))
+        if folder is None:
             found.append((Path(f"<entry point {ep.name} = {ep.value}>"), "entry-point", ep.name))
-            continue
-        found.append((Path(list(spec.submodule_search_locations)[0]), "entry-point", ep.name))
+        else:
+            found.append((folder, "entry-point", ep.name))
     return found
+
+
+def _package_folder(module: str, dist) -> Path | None:
+    """The folder of package ``module``: from ``dist``'s installed files, else the first
+    ``sys.path`` entry holding it; None when neither has it."""
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        return None
+    for file in (dist.files or ()) if dist is not None else ():
+        if tuple(file.parts[:-1]) == tuple(parts) and file.name in (MANIFEST, "__init__.py"):
+            folder = Path(dist.locate_file(file)).parent
+            if folder.is_dir():
+                return folder
+    for entry in sys.path:
+        folder = Path(entry or ".", *parts)
+        if folder.is_dir() and (folder / MANIFEST).exists():
+            return folder
+    return None

@@ -52,14 +52,14 @@ class PluginManager:
         """
         with self._lock:
             first = self.records is None
-            before = {r.name: r.path for r in self.records or () if r.status != "shadowed"}
+            before = {r.name: r.path for r in self.records or () if r.active}
             self.records = discover(self.paths, self.entry_points, self._added)
             self._types = {}
             for rec in self.records:
-                if rec.manifest is not None and rec.status != "shadowed":
+                if rec.manifest is not None and rec.active:
                     for spec in rec.manifest.stages:
                         self._types.setdefault(spec.type, (rec, spec))
-            after = {r.name for r in self.records if r.status != "shadowed"}
+            after = {r.name for r in self.records if r.active}
             if not first:  # the first discovery adds nothing worth reporting
                 self.changes = {"added": sorted(after - set(before)),
                                 "removed": sorted(set(before) - after)}
@@ -91,7 +91,7 @@ class PluginManager:
 
     def record(self, name: str):
         """The record of plugin ``name`` (the first found), or None."""
-        return next((r for r in self.records if r.name == name and r.status != "shadowed"), None)
+        return next((r for r in self.records if r.name == name and r.active), None)
 
     def stage_types(self) -> list:
         """Every usable stage type."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,14 @@ UI_KEYS = ("bundle",)
 NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?([.+-]?[0-9A-Za-z.]+)?$")
 API_RE = re.compile(r"^(\d+)\.(\d+)$")
+# tomllib's time grows faster than linearly with the parts of a dotted key (40,000 parts:
+# minutes), so both are bounded before parsing; a real manifest is a few kB, 4 parts deep
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_KEY_PARTS = 8
+# TOML tokens, enough to tell keys from strings and comments; every alternative consumes
+# what it matches (an unterminated string runs to the end), so one pass is linear
+_TOKEN = re.compile(r'"""[\s\S]*?(?:"""|\Z)|\'\'\'[\s\S]*?(?:\'\'\'|\Z)|"(?:[^"\\\n]|\\.)*"?'
+                    r"|'[^'\n]*'?|#[^\n]*|[A-Za-z0-9_-]+|[ \t]+|[\s\S]")
 
 
 @dataclass(frozen=True)
@@ -111,12 +121,11 @@ def read_manifest(folder, expected_name: str | None = None) -> Manifest:
     folder = Path(folder)
     file = folder / MANIFEST
     where = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{where}: no plugin.toml in this plugin folder") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where}: cannot read: {exc}") from None
+    text = _read_text(folder, file, where)
+    parts = _deepest_key(text)
+    if parts > MAX_KEY_PARTS:
+        raise ManifestError(f"{where}: a dotted key has {parts} parts; at most {MAX_KEY_PARTS} "
+                            f"are accepted (a manifest needs 4, as in stage.params.window.max)")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -154,6 +163,77 @@ def read_manifest(folder, expected_name: str | None = None) -> Manifest:
         specs.append(spec)
     return Manifest(name=name, version=version, api=api, description=description,
                     path=folder, stages=tuple(specs), ui_bundle=bundle)
+
+
+def _read_text(folder: Path, file: Path, where: str) -> str:
+    """The manifest's text: a regular file inside ``folder``, at most MAX_MANIFEST_BYTES,
+    opened without blocking (a FIFO would wait for a writer for ever)."""
+    try:
+        root, real = folder.resolve(), file.resolve(strict=True)
+    except FileNotFoundError:
+        raise ManifestError(f"{where}: no plugin.toml in this plugin folder") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ManifestError(f"{where}: cannot read: {exc}") from None
+    if root not in real.parents:
+        raise ManifestError(f"{where}: plugin.toml leaves the plugin folder (resolves to {real}); "
+                            f"it must be a file inside {root}")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(real, flags)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise ManifestError(f"{where}: plugin.toml must be a regular file, not a "
+                                    f"{_kind(mode)}")
+            chunks, size = [], 0
+            while size <= MAX_MANIFEST_BYTES:
+                chunk = os.read(fd, MAX_MANIFEST_BYTES + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise ManifestError(f"{where}: cannot read: {exc}") from None
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(f"{where}: larger than {MAX_MANIFEST_BYTES // 1024} KB; a manifest "
+                            f"names a plugin, its stages and their parameters in a few kB")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{where}: cannot read: {exc}") from None
+
+
+def _kind(mode) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _deepest_key(text: str) -> int:
+    """Most parts in a dotted run of keys (``a.b."c"``) outside strings and comments."""
+    parts = best = 0
+    dot = False
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first in " \t":
+            continue
+        if token == ".":
+            dot = True
+            continue
+        if first.isalnum() or first in "_-\"'":
+            parts = parts + 1 if dot and parts else 1
+            best = max(best, parts)
+        else:
+            parts = 0
+        dot = False
+    return best
 
 
 def check_api(manifest: Manifest) -> str | None:
