@@ -171,6 +171,6 @@ def test_second_ctrl_c_quits_a_kernel_that_never_returns(tmp_path):
     time.sleep(1.0)
     assert proc.poll() is None  # the first Ctrl-C waits for the chunk boundary
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "quitting now" in err

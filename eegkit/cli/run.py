@@ -38,9 +38,8 @@ def add_parser(sub):
 def main(args) -> int:
     from ..notebook._pipeline import Pipeline
     from .._check import positive_int
-    from ..sources import parse_source_arg
-
     from ..plugin._discovery import TRUST_ENV
+    from ..sources import parse_source_arg
 
     if args.trust_local:
         os.environ[TRUST_ENV] = "1"  # before the first discovery
