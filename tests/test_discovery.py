@@ -89,3 +89,32 @@ def test_cli_plugins_list_json(fixture_plugins):
     assert data["filters"]["stages"][0]["params"]["order"]["type"] == "int"
     assert data["api_major"]["status"] == "rejected"
     assert data["bad_toml"]["status"] == "error"
+
+
+def test_working_folder_plugin_may_not_replace_a_bundled_one(tmp_path, monkeypatch):
+    """Issue #14 row 1: ``./plugins/filters`` is rejected (the bundled one is used) until
+    the user trusts the working folder's plugins."""
+    import shutil
+
+    from eegkit.plugin import package_dir
+
+    bundled = package_dir("plugins") / "filters"
+    shutil.copytree(bundled, tmp_path / "plugins" / "filters")
+    shutil.copytree(package_dir("plugins") / "reref", tmp_path / "plugins" / "mine")
+    (tmp_path / "plugins" / "mine" / "plugin.toml").write_text(
+        (bundled.parent / "reref" / "plugin.toml").read_text().replace('"reref', '"mine'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EEGKIT_PLUGINS_PATH", raising=False)
+    monkeypatch.delenv("EEGKIT_TRUST_LOCAL_PLUGINS", raising=False)
+    manager = PluginManager(entry_points=False)
+    local = [r for r in manager.records if r.name == "filters" and r.origin == "project"]
+    assert [r.status for r in local] == ["rejected"]
+    assert local[0].shadows == bundled and "--trust-local" in local[0].message
+    rec, _ = manager.spec("filters.bandpass")
+    assert rec.path == bundled and rec.status == "ok"
+    assert manager.record("mine").origin == "project"  # a new name is not replacing anything
+    monkeypatch.setenv("EEGKIT_TRUST_LOCAL_PLUGINS", "1")
+    manager.refresh()
+    rec, _ = manager.spec("filters.bandpass")
+    assert rec.path == tmp_path / "plugins" / "filters"
+    assert [r.status for r in manager.records if r.name == "filters"] == ["ok", "shadowed"]

@@ -49,11 +49,12 @@ import zipfile
 from pathlib import Path
 
 NAME, VERSION = "eegkit_ep_demo", "0.3.0"
-PACKAGES = ["eegkit_ep_good", "eegkit_ep_major", "eegkit_ep_minor"]
+PACKAGES = ["eegkit_ep_good", "eegkit_ep_major", "eegkit_ep_minor", "eegkit_ep_nested"]
 ENTRY_POINTS = """[eegkit.plugins]
 ep_good = eegkit_ep_good
 ep_major = eegkit_ep_major
 ep_minor = eegkit_ep_minor
+ep_nested = eegkit_ep_nested.sub
 """
 
 
@@ -86,6 +87,14 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
+IMPORT_MARKER = """import os
+import pathlib
+
+if os.environ.get("EEGKIT_TEST_IMPORT_MARKER"):
+    pathlib.Path(os.environ["EEGKIT_TEST_IMPORT_MARKER"]).write_text("package code ran")
+"""
+
+
 def write_plugin(folder, name, api="1.0", tests=False):
     folder.mkdir(parents=True)
     (folder / "plugin.toml").write_text(MANIFEST.format(name=name, api=api))
@@ -107,6 +116,9 @@ def installed(tmp_path_factory):
                                ("eegkit_ep_minor", "ep_minor", "1.4")):
         write_plugin(src / package, name, api, tests=name == "ep_good")
         (src / package / "__init__.py").write_text("")
+    # a plugin in a sub-package: discovery must find it without running the package's code
+    write_plugin(src / "eegkit_ep_nested" / "sub", "ep_nested")
+    (src / "eegkit_ep_nested" / "__init__.py").write_text(IMPORT_MARKER)
     target = tmp_path_factory.mktemp("site")
     out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-build-isolation", "--no-deps",
                           "--no-index", "--disable-pip-version-check", "--target", str(target),
@@ -143,6 +155,19 @@ def test_installed_plugins_are_discovered_with_the_version_policy(installed, tmp
     assert "major versions must match" in records["ep_major"]["message"]
     assert records["ep_minor"]["status"] == "warning"
     assert "newer than this eegkit" in records["ep_minor"]["message"]
+
+
+def test_entry_point_naming_a_sub_package_is_found_without_importing(installed, tmp_path):
+    """Issue #14 row 5: ``ep = pkg.sub`` used to import ``pkg/__init__.py`` during
+    discovery; the folder now comes from the distribution's file list."""
+    env = env_with(installed)
+    env["EEGKIT_TEST_IMPORT_MARKER"] = str(tmp_path / "IMPORTED")
+    out = eegkit_cli("plugins", "list", "--json", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    records = {r["name"]: r for r in json.loads(out.stdout) if r["origin"] == "entry-point"}
+    assert records["ep_nested"]["status"] == "ok", records["ep_nested"]
+    assert Path(records["ep_nested"]["path"]) == installed / "eegkit_ep_nested" / "sub"
+    assert not (tmp_path / "IMPORTED").exists()
 
 
 @pytest.mark.slow  # several fresh eegkit processes

@@ -373,9 +373,10 @@ def check_manifest(root, text):
     """read_manifest and discovery: a Manifest or a ManifestError naming plugin.toml;
     discovery reports, never raises; no plugin code runs."""
     folder = root / "fuzzplug"
+    clear_manifest(folder)
     if isinstance(text, bytes):
         (folder / "plugin.toml").write_bytes(text)
-    else:
+    elif text is not None:  # None: the case placed its own plugin.toml (a FIFO, a symlink)
         (folder / "plugin.toml").write_text(text, encoding="utf-8", errors="surrogatepass")
     with Guard(root):
         try:
@@ -392,6 +393,15 @@ def check_manifest(root, text):
             assert "plugin.toml" in record.message
     assert not (folder / "IMPORTED").exists() and not (root / "IMPORTED").exists()
     return outcome
+
+
+def clear_manifest(folder):
+    """Remove whatever ``plugin.toml`` is (file, symlink, FIFO, folder), never what it points to."""
+    path = folder / "plugin.toml"
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        path.rmdir()
 
 
 def test_base_manifest_loads(plugin_root):
@@ -424,6 +434,47 @@ def test_random_manifest_bytes(data, plugin_root):
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     count("manifest, random bytes: " + check_manifest(plugin_root, data))
+
+
+SPECIAL_FILES = ["fifo", "/dev/zero", "outside", "folder", "loop", "dangling"]
+
+
+@settings(FUZZ, max_examples=max(80, EXAMPLES // 3))
+@given(kind=st.one_of(st.just("dotted key"), st.sampled_from(SPECIAL_FILES)),
+       depth=st.integers(1, 40000),
+       quoted=st.booleans(), where=st.sampled_from(["top", "table", "inline", "string"]))
+def test_special_files_and_deep_dotted_keys(kind, depth, quoted, where, plugin_root):
+    """Issue #14 row 5: a FIFO, a device, a symlink out of the folder or a dotted key of
+    any depth (40,000 parts took tomllib 220 s) is a ManifestError, at once."""
+    folder = plugin_root / "fuzzplug"
+    text = toml_document(BASE_MANIFEST)
+    if kind == "dotted key":
+        key = ".".join(['"k"' if quoted else "k"] * depth)
+        line = {"top": f"{key} = 1", "table": f"[{key}]", "inline": f"x = {{ {key} = 1 }}",
+                "string": f'x = "{key}"'}[where]
+        count("manifest, dotted key: " + check_manifest(plugin_root, line + "\n" + text))
+        return
+    if os.name != "posix":
+        return
+    clear_manifest(folder)
+    path = folder / "plugin.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "loop":
+        os.symlink("plugin.toml", path)
+    elif kind == "dangling":
+        os.symlink("missing.toml", path)
+    else:
+        target = plugin_root / "outside.toml" if kind == "outside" else Path(kind)
+        if kind == "outside":
+            target.write_text(text)
+        os.symlink(target, path)
+    outcome = check_manifest(plugin_root, None)
+    assert outcome == "error", kind
+    count("manifest, special file: " + outcome)
+    clear_manifest(folder)
 
 
 NUMERIC_PATHS = [p for p in paths(BASE_PIPELINE)

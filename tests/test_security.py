@@ -271,3 +271,64 @@ def test_isolated_stage_cannot_reach_the_parent_namespace(tmp_plugin):
         assert out[0, 0] == child != os.getpid()
     finally:
         p["look"].code.close()
+
+
+# -- manifests that would exhaust discovery (issue #14 row 5) -----------------------------
+def test_oversized_manifest_is_refused_before_parsing(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    text = (folder / "plugin.toml").read_text()
+    (folder / "plugin.toml").write_text(text + "# padding\n" * 7000)
+    with pytest.raises(ManifestError, match="larger than 64 KB"):
+        read_manifest(folder)
+
+
+@pytest.mark.parametrize("key", ['x.' * 40000 + 'x = 1', 'a . "b" . c.d.e.f.g.h.i = 1',
+                                 '[plugin.' + 'q.' * 20 + 'r]'])
+def test_deeply_dotted_key_is_refused_before_parsing(tmp_path, key):
+    """tomllib took 220 s on a 40,000-part dotted key; the depth is counted first."""
+    folder = plugin(tmp_path / "plugins")
+    (folder / "plugin.toml").write_text(key[:60000] + "\n")
+    with pytest.raises(ManifestError, match="a dotted key has .* parts; at most 8"):
+        read_manifest(folder)
+
+
+def test_dots_in_strings_and_comments_are_not_keys(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    text = (folder / "plugin.toml").read_text().replace(
+        'version = "0.1.0"', 'version = "0.1.0"  # a.b.c.d.e.f.g.h.i.j\n'
+        'description = "a.b.c.d.e.f.g.h.i.j and \\" a.b.c.d.e.f.g.h.i.j"')
+    (folder / "plugin.toml").write_text(text)
+    assert read_manifest(folder).description.startswith("a.b.c")
+
+
+@posix_only
+def test_fifo_manifest_is_refused_without_waiting(tmp_path):
+    folder = plugin(tmp_path / "plugins")
+    (folder / "plugin.toml").unlink()
+    os.mkfifo(folder / "plugin.toml")  # a writer never comes: a plain open would wait for ever
+    (record,) = discover([tmp_path / "plugins"], entry_points=False)
+    assert record.status == "error"
+    assert "plugin.toml must be a regular file, not a FIFO" in record.message
+
+
+@posix_only
+@pytest.mark.parametrize("target", ["/dev/zero", "outside"])
+def test_manifest_symlinked_out_of_the_folder_is_refused(tmp_path, outside, target):
+    folder = plugin(tmp_path / "plugins")
+    real = Path(target) if target.startswith("/") else outside / "plugin.toml"
+    if not target.startswith("/"):
+        real.write_text((folder / "plugin.toml").read_text())
+    (folder / "plugin.toml").unlink()
+    os.symlink(real, folder / "plugin.toml")
+    with pytest.raises(ManifestError, match="plugin.toml leaves the plugin folder"):
+        read_manifest(folder)
+
+
+@posix_only
+def test_device_manifest_inside_the_folder_is_refused(tmp_path):
+    """A symlink that stays inside the folder is followed; what it reaches must be a file."""
+    folder = plugin(tmp_path / "plugins")
+    (folder / "plugin.toml").unlink()
+    os.symlink("ui", folder / "plugin.toml")
+    with pytest.raises(ManifestError, match="regular file, not a folder"):
+        read_manifest(folder)
