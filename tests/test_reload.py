@@ -497,3 +497,70 @@ def test_named_state_of_another_shape_starts_fresh_with_a_note(setup_live):
                for n in result.notes), result.notes
     x = np.ones((2, N))
     np.testing.assert_allclose(p.push(x)["s"], smooth([x])[0])  # from zero again
+
+
+# -- issue #14 row 9: a plugin's stages switch together ------------------------------------------
+TWIN_MANIFEST = """[plugin]
+name = "twin"
+version = "0.1.0"
+api = "1.0"
+
+[[stage]]
+type = "twin.a"
+module = "a.py"
+
+[[stage]]
+type = "twin.b"
+module = "b.py"
+"""
+TWIN_STAGE = "def process(x):\n    x[:] = {version}\n"
+
+
+def write_twin(root, version_a, version_b=None):
+    folder = root / "twin"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plugin.toml").write_text(TWIN_MANIFEST)
+    (folder / "a.py").write_text(TWIN_STAGE.format(version=version_a))
+    (folder / "b.py").write_text(version_b or TWIN_STAGE.format(version=version_a))
+
+
+def test_stages_of_one_plugin_switch_together_at_one_chunk_boundary(tmp_path):
+    """Each stage used to be compiled and swapped on its own, so chunks ran stage a's new
+    code with stage b's old one while b compiled; now both go live in one lock hold."""
+    root = tmp_path / "plugins"
+    write_twin(root, "1.0")
+    p = Pipeline(plugins=PluginManager(paths=[root], entry_points=False))
+    p.add("twin.a", id="a", input="source")
+    p.add("twin.b", id="b", input="source")
+    p.open(INFO)
+    seen, stop = [], threading.Event()
+
+    def pump():
+        x = np.zeros((2, N))
+        while not stop.is_set():
+            out = p.push(x, outputs=["a", "b"])
+            seen.append((float(out["a"][0, 0]), float(out["b"][0, 0])))
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: len(seen) > 10)
+        write_twin(root, "2.0")
+        results = _reload.reload_pipeline(p, "twin")
+        assert [r.ok for r in results] == [True, True], [str(r) for r in results]
+        assert results[0].swapped_at == results[1].swapped_at
+        assert wait_for(lambda: seen[-1] == (2.0, 2.0))
+        # a broken stage b: neither stage switches, both keep version 2
+        write_twin(root, "3.0", version_b="def process(x):\n    x[:] = undefined_name\n")
+        results = _reload.reload_pipeline(p, "twin")
+        assert [r.ok for r in results] == [False, False]
+        assert "not swapped: stage 'b' of the same plugin failed" in p["a"].last_error
+        assert "undefined_name" in p["b"].last_error
+        n = len(seen)
+        assert wait_for(lambda: len(seen) > n + 10)
+    finally:
+        stop.set()
+        thread.join()
+    assert {pair for pair in seen} <= {(1.0, 1.0), (2.0, 2.0)}, "a chunk saw two versions"
+    assert p.status()[0]["status"] == p.status()[1]["status"] == "ok"

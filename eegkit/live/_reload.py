@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..runtime import _registry
+from .._errors import StageError
 from ..runtime._stage import Stage, log_error
 from ..plugin._loader import cache_dir, load_stage_code
 from ..plugin._setup import Prepared
@@ -105,8 +106,11 @@ def reload_pipeline(pipeline, plugin: str | None = None, ids=None, refresh: bool
         return []
     if refresh:
         pipeline.plugins.refresh()
-    fresh = set()
-    results = [_reload_stage(pipeline, stage, fresh) for stage in targets]
+    fresh, groups, results = set(), {}, []
+    for stage in targets:
+        groups.setdefault(stage.code.manifest.name, []).append(stage)
+    for stages in groups.values():
+        results += _reload_plugin(pipeline, stages, fresh)
     for stage in {id(s.code.manifest): s for s in targets}.values():
         prune_cache(stage.code.manifest, stage.code.digest)
     return results
@@ -125,43 +129,94 @@ def prune_cache(manifest, current: str | None = None, keep: int = KEEP_CACHES) -
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _reload_stage(pipeline, stage, fresh) -> ReloadResult:
-    """Prepare new code for ``stage`` off the streaming path, then swap it in."""
+def _reload_plugin(pipeline, stages, fresh) -> list:
+    """Reload the ``stages`` of one plugin together: every stage's new code is imported,
+    compiled, set up and warmed up off the streaming path, then all are swapped under
+    one hold of the pipeline's lock, so no chunk sees two versions of the plugin. If one
+    stage's new code fails, none is swapped."""
     t0 = time.perf_counter()
-    plugin = stage.code.manifest.name
-    where = f"stage '{stage.id}' ({stage.type})"
-    result = ReloadResult(stage.id, plugin, ok=False)
-    code = None
+    jobs = [_Job(stage) for stage in stages]
+    failed = None
     try:
-        rec, spec = pipeline.plugins.spec(stage.type, where)
+        for job in jobs:
+            failed = job
+            job.prepare(pipeline, fresh)
+        prepare_s = time.perf_counter() - t0
         with pipeline.between_chunks():
-            base_params, in_info = dict(stage.params), stage.in_info
-        params = _carry_params(spec, base_params, where, result)
-        code = _new_code(stage, rec.manifest, spec, fresh)
-        new = _prepare(stage, code, params, in_info)
-        old_initial = _initial_state(stage, new)
-    except Exception as exc:  # noqa: BLE001 - plugin code: any error rejects the reload
-        if code is not None:
-            _close(code)  # an isolated stage's new child
-        return _reject(stage, result, exc)
-    result.prepare_s = time.perf_counter() - t0
-    old_code = stage.code
-    with pipeline.between_chunks():
-        try:
-            if new is not None and (stage.in_info is not in_info or stage.params != base_params):
-                # the stream was re-opened or parameters changed meanwhile: set up again
-                params = _carry_params(spec, stage.params, where, result)
-                new = _prepare(stage, code, params, stage.in_info)
-                old_initial = _initial_state(stage, new)
-            _swap(pipeline, stage, code, params, new, old_initial, result)
-        except Exception as exc:  # noqa: BLE001
-            _close(code)
-            return _reject(stage, result, exc)
-    if old_code is not stage.code:
-        _close(old_code)
-    result.ok, result.swapped_at = True, time.time()
-    log.info("eegkit: %s", result)
-    return result
+            for job in jobs:  # every set-up first: a failure here swaps nothing
+                failed = job
+                job.refresh_if_stale()
+            failed = None
+            old_outs = [job.stage.out_info for job in jobs]
+            for job in jobs:
+                job.swap()
+            # downstream stages set up again if a layout changed; fused chains hold the
+            # old kernels: one re-plan for the whole plugin, in the same hold
+            pipeline.reconfigure(layout_changed=any(
+                job.stage.out_info is not old for job, old in zip(jobs, old_outs)))
+            swapped_at = time.time()
+    except KeyboardInterrupt:
+        _close_new(jobs)
+        raise
+    except BaseException as exc:  # noqa: BLE001 - plugin code: any error rejects the reload
+        if failed is None:
+            raise  # the swap itself failed: a bug of the host, not of the plugin
+        _close_new(jobs)
+        for job in jobs:
+            if job is failed:
+                _reject(job.stage, job.result, exc)
+            else:
+                _reject(job.stage, job.result, StageError(
+                    f"not swapped: stage '{failed.stage.id}' of the same plugin failed to "
+                    f"reload ({type(exc).__name__}: {exc}); a plugin's stages switch together"))
+        return [job.result for job in jobs]
+    for job in jobs:
+        if job.old_code is not job.stage.code:
+            _close(job.old_code)
+        job.result.ok, job.result.swapped_at, job.result.prepare_s = True, swapped_at, prepare_s
+        log.info("eegkit: %s", job.result)
+    return [job.result for job in jobs]
+
+
+class _Job:
+    """The reload of one stage: new code prepared off the streaming path, swapped later."""
+
+    def __init__(self, stage):
+        self.stage, self.old_code = stage, stage.code
+        self.where = f"stage '{stage.id}' ({stage.type})"
+        self.result = ReloadResult(stage.id, stage.code.manifest.name, ok=False)
+        self.code = self.new = self.old_initial = self.spec = None
+
+    def prepare(self, pipeline, fresh):
+        """Import, compile, set up and warm up the new code (no lock held)."""
+        stage = self.stage
+        rec, self.spec = pipeline.plugins.spec(stage.type, self.where)
+        with pipeline.between_chunks():
+            self.base_params, self.in_info = dict(stage.params), stage.in_info
+        self.params = _carry_params(self.spec, self.base_params, self.where, self.result)
+        self.code = _new_code(stage, rec.manifest, self.spec, fresh)
+        self.new = _prepare(stage, self.code, self.params, self.in_info)
+        self.old_initial = _initial_state(stage, self.new)
+
+    def refresh_if_stale(self):
+        """Under the lock: set up again if the stream was re-opened or parameters changed."""
+        stage = self.stage
+        if self.new is not None and (stage.in_info is not self.in_info
+                                     or stage.params != self.base_params):
+            self.params = _carry_params(self.spec, stage.params, self.where, self.result)
+            self.new = _prepare(stage, self.code, self.params, stage.in_info)
+            self.old_initial = _initial_state(stage, self.new)
+
+    def swap(self):
+        """Under the lock: install the new code."""
+        _swap(self.stage, self.code, self.params, self.new, self.old_initial, self.result)
+
+
+def _close_new(jobs):
+    """Close the new code of every job that has some (an isolated stage's new child)."""
+    for job in jobs:
+        if job.code is not None and job.code is not job.stage.code:
+            _close(job.code)
 
 
 def _carry_params(spec, params, where, result):
@@ -268,8 +323,9 @@ def carry_by_name(current, names, new, new_names, notes):
     return new, "kept"
 
 
-def _swap(pipeline, stage, code, params, new, old_initial, result):
-    """Between two chunks (caller holds the pipeline's lock): install the new code."""
+def _swap(stage, code, params, new, old_initial, result):
+    """Between two chunks (caller holds the pipeline's lock and re-plans after): install
+    the new code."""
     if new is None:
         stage.code, stage.params, stage.isolation = code, params, code_isolation(code)
         result.state = "none"
@@ -291,8 +347,6 @@ def _swap(pipeline, stage, code, params, new, old_initial, result):
     if stage.kernel is not None:  # a multi-threaded build is in use
         stage.kernel = code.parallel
     stage.status, stage.error, stage.traceback, stage.last_error = "ok", None, None, None
-    # downstream stages set up again if the layout changed; fused chains hold the old kernels
-    pipeline.reconfigure(layout_changed=stage.out_info is not old_out)
 
 
 def _merge_isolated(stage, code, new, notes):
@@ -328,3 +382,4 @@ def _reject(stage, result, exc):
 
 def _close(code):
     code.close()
+

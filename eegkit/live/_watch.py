@@ -43,7 +43,8 @@ class Watcher:
     Events (``watcher.events``, newest last) are dicts with ``kind``:
 
     - ``"reload"``: ``plugin``, ``results`` (ReloadResult list), ``ok``,
-      ``latency_s`` (file saved → new code live), ``detect_s`` (saved → noticed);
+      ``latency_s`` (change seen → every stage of the plugin live, all at one chunk
+      boundary), ``detect_s`` (file mtime → seen; None when the mtime is not recent);
     - ``"added"`` / ``"removed"``: a plugin folder appeared or went away;
     - ``"ui"``: a plugin's ``ui/`` file changed. Views re-render by themselves when
       ``ANYWIDGET_HMR=1`` was set before they were created (each StreamView follows
@@ -192,12 +193,15 @@ class Watcher:
             if kinds & {"code", "manifest"} and folder in after:
                 results = self._reload(name)
                 if results:
-                    saved = saved_at.get(folder, noticed)
+                    saved = saved_at.get(folder)
                     done = max(r.swapped_at for r in results) if all(r.ok for r in results) else None
+                    # latency runs from when the change was seen: an mtime may be old or
+                    # restored (a checkout, cp -p, an editor that keeps it)
+                    detect = None if saved is None or not 0 <= noticed - saved < 60 else noticed - saved
                     self._event({"kind": "reload", "plugin": name, "results": results,
                                  "ok": all(r.ok for r in results), "saved_at": saved,
-                                 "detect_s": noticed - saved,
-                                 "latency_s": None if done is None else done - saved})
+                                 "seen_at": noticed, "detect_s": detect,
+                                 "latency_s": None if done is None else done - noticed})
 
     def _reload(self, name):
         results = []
@@ -221,7 +225,7 @@ class Watcher:
         self.events.append(event)
         kind = event["kind"]
         if kind == "reload" and event["ok"]:
-            log.info("eegkit: reloaded plugin '%s' %.2f s after the save", event["plugin"],
+            log.info("eegkit: reloaded plugin '%s' %.2f s after the change was seen", event["plugin"],
                      event["latency_s"])
         elif kind == "added":
             log.info("eegkit: new plugin '%s' is available", event["plugin"])
@@ -302,7 +306,8 @@ def describe_event(event: dict) -> str:
     if kind == "reload":
         if event["ok"]:
             states = ", ".join(f"{r.stage}: state {r.state}" for r in event["results"])
-            return f"reloaded plugin '{name}' ({states}) {event['latency_s']:.2f} s after the save"
+            return (f"reloaded plugin '{name}' ({states}) {event['latency_s']:.2f} s after the "
+                    f"change was seen")
         errors = "; ".join(r.error for r in event["results"] if not r.ok)
         return f"reload of plugin '{name}' rejected, the previous version keeps running: {errors}"
     if kind == "added":
