@@ -384,3 +384,39 @@ def test_failing_native_kernel_inside_a_fused_chain_disables_only_itself(tmp_pat
     alone = eegkit.Pipeline(plugins=manager, fuse=False)
     alone.add("filters.bandpass", id="bp", low=1.0, high=40.0)
     np.testing.assert_array_equal(out, 2 * stream(alone, INFO, x, 7)["bp"])
+
+
+@needs_c
+def test_clone_build_run_while_a_notebook_session_runs(tmp_path):
+    """The seed's flow without a restart: a session's pipeline is live; a native plugin
+    folder is cloned into its plugins folder and built with ``eegkit plugins build`` (a
+    separate process, as from a terminal); the same session then finds the new stage
+    type, runs it equal to scipy, and its view appears in the dashboard."""
+    from eegkit.notebook._dashboard import Dashboard
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    manager = PluginManager(paths=[plugins], entry_points=False)
+    p = eegkit.Pipeline(plugins=manager)
+    x = eeg()
+    p.open(INFO)
+    p.push(x[:, :32])                                  # the session is streaming
+    assert "native_iir.sosfilt" not in manager.stage_types()
+
+    shutil.copytree(ROOT / "plugins" / "native_iir", plugins / "native_iir",
+                    ignore=shutil.ignore_patterns("bin", "build", "__pycache__"))
+    env = dict(os.environ, EEGKIT_PLUGINS_PATH=str(plugins), PYTHONPATH=str(ROOT))
+    out = cli("plugins", "build", "native_iir", env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    manager.refresh()                                  # what the file watcher does
+    sos = signal.butter(2, [1.0, 40.0], "bandpass", fs=SFREQ, output="sos")
+    p.add("native_iir.sosfilt", id="iir", input="source", sos=list(sos.ravel()))
+    got = p.process(x, sfreq=SFREQ, ch_names=INFO.ch_names, outputs=["iir"])["iir"]
+    np.testing.assert_allclose(got, signal.sosfilt(sos, x, axis=1), rtol=1e-12, atol=1e-18)
+    board = Dashboard(p)
+    try:
+        card = board.card("iir")
+        assert card.view is not None and card.view.view == "scope"
+    finally:
+        board.close()
