@@ -3,8 +3,10 @@
 // A view module of eegkit's view host (protocol.js): it only draws.
 //
 // Controls (keys as in MNE's browser): +/- amplitude, a automatic amplitude,
-// Home/End shorter/longer time window, PageUp/PageDown a page of channels,
-// ArrowUp/ArrowDown one channel. Channels are paged so that every label is legible.
+// t next channel type (+/-/a then act on that type), Home/End shorter/longer time window,
+// PageUp/PageDown a page of channels, ArrowUp/ArrowDown one channel. Channels are paged
+// so that every label is legible. Each channel type (eeg, eog, emg, ...) has its own
+// amplitude scale, as in MNE's browser: the first type's is the ``scale`` trait.
 
 const LABEL_FONT = 11;
 const MIN_LANE = 16; // px per channel: below that labels would overlap
@@ -30,17 +32,40 @@ function channelStats(frame, c0, c1) {
   return { mean, sd };
 }
 
+function typeScales(state, types, sd, c0, c1, stickyRange, niceUp) {
+  // automatic scale per channel type present on the page: +-2 sd of its typical channel
+  const sds = {};
+  for (let c = c0; c < c1; c++) (sds[types[c]] ??= []).push(sd[c - c0]);
+  const auto = {};
+  for (const [type, values] of Object.entries(sds)) {
+    auto[type] = stickyRange(state, `auto:${type}`, niceUp(4 * median(values) || 1e-6), (a, b) => a <= b / 2);
+  }
+  return auto;
+}
+
 function median(a) {
   const b = Array.from(a).filter((x) => x > 0).sort((x, y) => x - y);
   return b.length ? b[b.length >> 1] : 0;
 }
 
 export default function scope({ model, api }) {
-  const state = { page: 0, perPage: 1, nch: 0, scale: 1 };
+  // manual: scales set with +/- for types other than the first (the first is the trait)
+  const state = { page: 0, perPage: 1, nch: 0, scales: {}, types: [], sel: null, manual: {} };
   const { niceUp, niceDown, stickyRange, fmtQuantity, fmtNumber, xAxis, tracePath } = api;
 
-  const setScale = (v) => { model.set("scale", Number(v.toPrecision(12))); model.save_changes?.(); };
-  const current = () => (model.get("scale") > 0 ? model.get("scale") : state.scale);
+  const primary = () => state.types[0] ?? "eeg";
+  const selected = () => state.sel ?? primary();
+  const setScale = (v) => {
+    const value = Number(v.toPrecision(12));
+    if (selected() === primary()) { model.set("scale", value); model.save_changes?.(); }
+    else state.manual[selected()] = value;
+  };
+  const manualOf = (type) => (type === primary() ? model.get("scale") : state.manual[type]);
+  const current = () => (manualOf(selected()) > 0 ? manualOf(selected()) : state.scales[selected()] ?? 1);
+  const nextType = () => {
+    const present = [...new Set(state.types)];
+    state.sel = present[(present.indexOf(selected()) + 1) % present.length] ?? null;
+  };
   const setWindow = (dir) => {
     const s = model.get("seconds") || 5;
     const next = dir < 0 ? [...WINDOWS].reverse().find((x) => x < s - 1e-9) : WINDOWS.find((x) => x > s + 1e-9);
@@ -69,11 +94,14 @@ export default function scope({ model, api }) {
     box.width = Math.max(10, w - box.left - 44); // room on the right for the scale bar
 
     const { mean, sd } = channelStats(frame, c0, c1);
-    // one lane ("division") holds about +-2 standard deviations of a typical channel
-    const auto = stickyRange(state, "auto", niceUp(4 * median(sd) || 1e-6), (a, b) => a <= b / 2);
-    const scale = model.get("scale") > 0 ? model.get("scale") : auto;
-    state.scale = scale;
-    const k = lane / scale;
+    const types = state.types = Array.from({ length: nch }, (_, c) => (info.ch_types || [])[c] || "eeg");
+    // one lane ("division") holds about +-2 standard deviations of a typical channel of its type
+    const auto = typeScales(state, types, sd, c0, c1, stickyRange, niceUp);
+    for (const type of Object.keys(auto)) state.scales[type] = manualOf(type) > 0 ? manualOf(type) : auto[type];
+    const sel = auto[selected()] !== undefined ? selected() : types[c0];
+    const scale = state.scales[sel];
+    const k = new Float64Array(c1 - c0);
+    for (let c = c0; c < c1; c++) k[c - c0] = lane / state.scales[types[c]];
 
     // channel labels and faint zero lines (one path)
     ctx.textAlign = "right";
@@ -102,7 +130,7 @@ export default function scope({ model, api }) {
     const dpr = globalThis.devicePixelRatio || 1;
     const lw = Math.max(1, Math.round(box.width * dpr)), lh = Math.max(1, Math.round(box.height * dpr));
     const colors = [th.dark ? "#8ab4f8" : "#1a4f8b", th.dark ? "#c7d8f5" : "#3d3d3d"];
-    const key = [lw, lh, dpr, c0, c1, scale, colors[0], npts, frame.step, frame.layout].join();
+    const key = [lw, lh, dpr, c0, c1, Array.from(k).join(":"), colors[0], npts, frame.step, frame.layout].join();
     const L = state.layer ??= { canvas: null, key: "", origin: 0, shifted: 0, first: 0, centres: null, at: 0 };
     if (!L.canvas) L.canvas = document.createElement("canvas");
     const lctx = L.canvas.getContext("2d");
@@ -150,7 +178,8 @@ export default function scope({ model, api }) {
         for (let c = c0 + ((c0 + parity) % 2); c < c1; c += 2) {
           const y0 = lane * (c - c0 + 0.5);
           const m = L.centres[c - c0];
-          tracePath(lctx, frame, c, X, (v) => y0 - (v - m) * k, Math.max(0, from - 1));
+          const kc = k[c - c0];
+          tracePath(lctx, frame, c, X, (v) => y0 - (v - m) * kc, Math.max(0, from - 1));
         }
         lctx.stroke();
       }
@@ -170,13 +199,17 @@ export default function scope({ model, api }) {
     ctx.rotate(-Math.PI / 2);
     ctx.textAlign = "center";
     ctx.fillStyle = th.fg;
-    ctx.fillText(fmtQuantity(scale, unit), 0, 0);
+    const many = Object.keys(auto).length > 1;
+    ctx.fillText((many ? `${sel} ` : "") + fmtQuantity(scale, unit), 0, 0);
     ctx.restore();
 
-    const auto_ = model.get("scale") > 0 ? "" : " (auto)";
+    const isManual = (type) => manualOf(type) > 0;
+    const scaleText = many
+      ? Object.keys(auto).map((type) => `${type === sel ? "▸" : ""}${type} ${fmtQuantity(state.scales[type], unit)}${isManual(type) ? "" : " (auto)"}`).join(", ") + " / div"
+      : `${fmtQuantity(scale, unit)} / div${isManual(sel) ? "" : " (auto)"}`;
     const pages = state.perPage < nch ? ` · ch ${c0 + 1}–${c1} of ${nch}` : "";
     const decim = frame.layout === "minmax" ? ` · min/max of ${frame.step}` : "";
-    return `${fmtQuantity(scale, unit)} / div${auto_} · ${fmtNumber(t1 - t0)} s${pages}${decim}`;
+    return `${scaleText} · ${fmtNumber(t1 - t0)} s${pages}${decim}`;
   }
 
   return {
@@ -186,6 +219,7 @@ export default function scope({ model, api }) {
       { label: "−", keys: ["-", "_"], title: "smaller amplitude (-)", run: () => setScale(niceUp(current() * 1.01)) },
       { label: "+", keys: ["+", "="], title: "larger amplitude (+)", run: () => setScale(niceDown(current())) },
       { label: "auto", keys: ["a"], title: "automatic amplitude (a)", run: () => setScale(0) },
+      { label: "type", keys: ["t"], title: "next channel type: +/-/auto act on it (t)", run: nextType },
       { label: "⇤", keys: ["Home"], title: "shorter time window (Home)", run: () => setWindow(-1) },
       { label: "⇥", keys: ["End"], title: "longer time window (End)", run: () => setWindow(1) },
       { label: "▲", keys: ["PageUp"], title: "previous channels (PageUp; ↑ one channel)", run: () => scroll(-state.perPage) },

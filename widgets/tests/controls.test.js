@@ -241,3 +241,28 @@ test("the scope scrolls its traces: a frame that continues the window draws only
   v.frame();
   assert.ok(layer.slice(mark).filter((c) => c[0] === "lineTo").length > n0 / 2 + n1);
 });
+
+test("each channel type has its own amplitude scale; t selects the type +/- act on", async () => {
+  const info = { ch_names: ["Fz", "Cz", "EOG"], ch_types: ["eeg", "eeg", "eog"], sfreq: 1000,
+    units: ["V", "V", "V"], kind: "timeseries" };
+  const v = await mount("scope.js", info);
+  const rows = [20e-6, 20e-6, 400e-6].map((amp, c) => Array.from({ length: 100 }, (_, j) => {
+    const x = amp * Math.sin(j / 7 + c);
+    return [x - 1e-7, x + 1e-7];
+  }));
+  v.model.deliver(...frameMessage(1, rows, 0, { layout: "minmax", first_sample: 0, step: 10, valid_from: 0, sfreq: 1000 }));
+  v.frame();
+  const auto = v.note();
+  assert.match(auto, /eeg [\d.]+ µV \(auto\), eog [\d.]+ (µV|mV) \(auto\) \/ div/);
+  const [eeg, eog] = [/eeg ([^,]+) \(auto\)/, /eog (.+?) \(auto\)/].map((r) => auto.match(r)[1]);
+  assert.notEqual(eeg, eog); // the 20x larger EOG gets its own, larger division
+  v.root.key("t");           // select eog
+  v.root.key("+");           // larger amplitude for eog only
+  v.frame();
+  assert.equal(v.model.get("scale"), 0); // the eeg scale (the trait) is still automatic
+  assert.match(v.note(), /eeg [^,]+ \(auto\), ▸eog [^(]+ \/ div/); // eog now manual
+  v.root.key("t");           // back to eeg
+  v.root.key("+");
+  v.frame();
+  assert.ok(v.model.get("scale") > 0);
+});
