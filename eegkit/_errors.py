@@ -38,6 +38,11 @@ class SourceError(EegkitError, RuntimeError):
     """A data source could not be opened or read."""
 
 
+class FileError(EegkitError, OSError):
+    """A file could not be read, created or written (disk full, permissions, a folder
+    where a file was expected, an existing file not to be overwritten)."""
+
+
 class MissingExtraError(EegkitError, ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
