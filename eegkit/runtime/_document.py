@@ -7,6 +7,7 @@ looked up among discovered plugins, and only their manifests' modules are import
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -15,12 +16,16 @@ from .._check import check_keys, check_option, ensure_int, short_repr as _r
 from .._errors import ParameterError, PipelineError
 from ..plugin import default_manager, validate_params
 from ..plugin._manifest import ISOLATION
+from ._isolate import MAX_TIMEOUT as MAX_ISOLATION_TIMEOUT
 
 FORMAT = 1
 TOP_KEYS = ("eegkit_pipeline", "name", "description", "source", "stages", "sinks")
 STAGE_KEYS = ("id", "type", "input", "params", "plugin_version", "isolation", "isolation_timeout")
 SINK_KEYS = ("type", "input", "params")
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# bounds on what a document can ask for (docs/reliability.md, "Documents cannot exhaust …")
+MAX_STAGES = 256
+MAX_SINKS = 64
 
 
 class PluginVersionWarning(UserWarning):
@@ -75,7 +80,10 @@ def load(path_or_text):
     else:
         text, where = str(path_or_text), "pipeline JSON"
     try:
-        doc = json.loads(text, parse_constant=_no_constant)
+        doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
+                         object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise PipelineError(f"{where}: invalid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise PipelineError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: "
                             f"{exc.msg}") from None
@@ -124,12 +132,16 @@ def validate(doc, plugins=None, where: str = "pipeline") -> list:
     stages = doc.get("stages")
     if not isinstance(stages, list):
         raise PipelineError(f"{where}: \"stages\" must be a list of stage objects, got {_kind(stages)}")
+    if len(stages) > MAX_STAGES:
+        raise PipelineError(f"{where}: {len(stages)} stages; a pipeline holds at most {MAX_STAGES}")
     warnings_out, ids = [], ["source"]
     for i, stage in enumerate(stages):
         warnings_out += _validate_stage(stage, i, ids, plugins, where)
     sinks = doc.get("sinks", [])
     if not isinstance(sinks, list):
         raise PipelineError(f"{where}: \"sinks\" must be a list, got {_kind(sinks)}")
+    if len(sinks) > MAX_SINKS:
+        raise PipelineError(f"{where}: {len(sinks)} sinks; a pipeline holds at most {MAX_SINKS}")
     for i, sink in enumerate(sinks):
         _validate_sink(sink, i, ids, where)
     return warnings_out
@@ -163,9 +175,11 @@ def _validate_stage(stage, i, ids, plugins, where):
                              what="key", error=PipelineError)
     timeout = stage.get("isolation_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or not timeout > 0 or isolation != "process"):
-        raise PipelineError(f"{label}: \"isolation_timeout\" must be a positive number of seconds "
-                            f"on a stage with isolation \"process\", got {_r(timeout)}")
+                                or not 0 < timeout <= MAX_ISOLATION_TIMEOUT
+                                or isolation != "process"):
+        raise PipelineError(f"{label}: \"isolation_timeout\" must be a number of seconds above 0 "
+                            f"and at most {MAX_ISOLATION_TIMEOUT:g} on a stage with isolation "
+                            f"\"process\", got {_r(timeout)}")
     ids.append(sid)
     wanted = stage.get("plugin_version")
     if wanted is None:
@@ -241,6 +255,29 @@ def _prefixed(fn, arg, label):
 def _keys(obj, allowed, label):
     """Raise PipelineError for keys of ``obj`` outside ``allowed``."""
     check_keys(obj, allowed, label, error=PipelineError)
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names a key twice."""
+
+
+def _unique_keys(pairs):
+    """Object hook: a repeated key is an error (json keeps the last one silently)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"key {_r(key)} appears twice in one object "
+                                f"(keys: {', '.join(map(_r, dict(pairs)))})")
+        out[key] = value
+    return out
+
+
+def _finite_float(text):
+    """Float hook: ``1e400`` would silently become infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range (finite numbers up to ~1.8e308)")
+    return value
 
 
 def _no_constant(name):

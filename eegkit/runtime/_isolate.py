@@ -47,6 +47,9 @@ _REQ = struct.Struct("<Bq")
 _REP = struct.Struct("<Bqq")
 
 
+MAX_TIMEOUT = 3600.0  # a longer per-chunk deadline is no deadline (and inf overflows waits)
+
+
 def default_timeout() -> float:
     """Per-chunk deadline of isolated stages (``EEGKIT_ISOLATION_TIMEOUT`` or 1 s)."""
     try:
@@ -73,9 +76,10 @@ def load_code(plugins, stage_type: str, where: str, isolation=None, timeout=None
     mode = check_option("isolation", spec.isolation if isolation is None else isolation,
                         ISOLATION, where)
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ParameterError(f"{where}: isolation_timeout must be a positive number of seconds, "
-                                 f"got {timeout!r}")
+        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                or not 0 < timeout <= MAX_TIMEOUT):
+            raise ParameterError(f"{where}: isolation_timeout must be a number of seconds above 0 "
+                                 f"and at most {MAX_TIMEOUT:g}, got {timeout!r}")
         if mode != "process":
             raise ParameterError(f"{where}: isolation_timeout={timeout!r} needs isolation='process'")
     if mode == "process":

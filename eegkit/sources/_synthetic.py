@@ -52,6 +52,7 @@ BLINK_DURATION = (0.25, 0.35)  # seconds
 BLINK_MIN_INTERVAL = 0.5
 MAX_BLOCK = 4096
 MAX_CHANNELS = 1024  # the spatial mixing is an n x n Cholesky factor: keep it bounded
+MAX_SFREQ = 100_000.0  # above any EEG amplifier; sinks allocate per second of data
 
 # Pink-noise filter (-10 dB/decade) of J. O. Smith, "Spectral Audio Signal Processing".
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
@@ -122,7 +123,7 @@ class SyntheticSource(Source):
         Number of channels, at most 1024. Up to ``len(CHANNEL_PRIORITY)`` (86) they get
         standard 10-10 names (8 gives Fz, C3, Cz, C4, Pz, O1, Oz, O2), beyond that EEG001, ...
     sfreq : float
-        Sampling rate in Hz.
+        Sampling rate in Hz, at most 100 kHz.
     seed : int
         Seed of every random choice (non-negative).
     duration : float or None
@@ -150,7 +151,8 @@ class SyntheticSource(Source):
         if self.n_channels > MAX_CHANNELS:
             raise ParameterError(_invalid("n_channels", f"an integer from 1 to {MAX_CHANNELS}",
                                           n_channels))
-        self.sfreq = _check_real("sfreq", sfreq, "a positive number of Hz", lambda v: v > 0)
+        self.sfreq = _check_real("sfreq", sfreq, f"a number of Hz above 0 and at most {MAX_SFREQ:g}",
+                                 lambda v: 0 < v <= MAX_SFREQ)
         self.seed = _check_int("seed", seed, 0, "a non-negative integer")
         nyquist = self.sfreq / 2
         if duration is not None:
