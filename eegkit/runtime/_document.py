@@ -239,7 +239,7 @@ def pipeline_from_dict(cls, doc, plugins=None, where="pipeline"):
                      isolation_timeout=stage.get("isolation_timeout"), **stage.get("params", {}))
     for sink in doc.get("sinks", []):
         try:
-            pipeline.add_sink(sink["type"], sink["input"], **sink.get("params", {}))
+            pipeline.add_sink(sink["type"], sink["input"], params=sink.get("params", {}))
         except (ParameterError, PipelineError) as exc:
             raise type(exc)(f"{where}: {exc}") from None
     return pipeline

@@ -149,10 +149,15 @@ class Pipeline:
             if self._info is not None:
                 self.open(self._info)
 
-    def add_sink(self, type: str, input: str, **params) -> None:
+    def add_sink(self, type: str, input: str, params: dict | None = None, **kwargs) -> None:
         """Send the output of stage ``input`` (or ``"source"``) to a sink while running
-        (:meth:`run`, ``eegkit run``). Types: npz, record, lsl, features."""
+        (:meth:`run`, ``eegkit run``). Types: npz, record, lsl, features.
+
+        Sink parameters are given as keywords, or as the ``params`` dict for those
+        named like this method's own arguments (the LSL sink's ``type``)."""
         from ..sinks import make_sink
+
+        params = {**(params or {}), **kwargs}
 
         self._check_input(input, f"sink '{type}'")
         make_sink(type, params, f"sink '{type}' on '{input}'")  # validate now

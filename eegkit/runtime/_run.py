@@ -156,14 +156,21 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
 
 def open_sinks(pipeline):
     """Open the pipeline's sinks; return ``[(sink, input stage id)]``."""
+    # check all, prepare all, then commit all: a sink that cannot open leaves every
+    # existing file untouched (an earlier recording is not truncated by a later failure)
+    sinks = [(make_sink(spec["type"], spec["params"], f"sink '{spec['type']}'"), spec["input"])
+             for spec in pipeline.sink_specs]
+    for sink, input_id in sinks:
+        sink.check(pipeline.info_of(input_id))
     opened = []
     try:
-        for spec in pipeline.sink_specs:
-            sink = make_sink(spec["type"], spec["params"], f"sink '{spec['type']}'")
-            sink.open(pipeline.info_of(spec["input"]))
-            opened.append((sink, spec["input"]))
+        for sink, input_id in sinks:
+            sink.prepare(pipeline.info_of(input_id))
+            opened.append((sink, input_id))
+        for sink, _ in opened:
+            sink.commit()
     except BaseException:
         for sink, _ in opened:
-            sink.close()
+            sink.discard()
         raise
     return opened

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 
 import numpy as np
 
 from .._check import did_you_mean
-from .._errors import EegkitError, ParameterError, PipelineError
+from .._errors import EegkitError, FileError, ParameterError, PipelineError
 from .._info import StreamInfo
 
 # type name -> "module:Class"; modules import lazily so optional extras stay optional.
@@ -35,6 +36,22 @@ class Sink:
     def open(self, info: StreamInfo) -> None:
         """Start a run of blocks described by ``info``."""
 
+    # A run opens its sinks in three steps so that a failing sink leaves every other
+    # target untouched: check all, prepare all (files under temporary names), commit all.
+    def check(self, info: StreamInfo) -> None:
+        """Raise if :meth:`open` would fail for ``info`` (no side effects)."""
+
+    def prepare(self, info: StreamInfo) -> None:
+        """Open without replacing anything the user can see yet (default: :meth:`open`)."""
+        self.open(info)
+
+    def commit(self) -> None:
+        """Put what :meth:`prepare` made in place."""
+
+    def discard(self) -> None:
+        """Undo :meth:`prepare` (default: :meth:`close`)."""
+        self.close()
+
     def write(self, block: np.ndarray, first_sample: int) -> None:
         """Take one ``(n_channels, n)`` block whose first sample has index ``first_sample``."""
         raise NotImplementedError
@@ -50,16 +67,23 @@ class NpzSink(Sink):
     Parameters
     ----------
     path : str
-        Output file.
+        Output file, ending in ``.npz``.
+    overwrite : bool
+        Replace an existing file (default False: refuse to start).
     """
 
     type_name = "npz"
 
-    def __init__(self, path):
-        self.path = str(path)
+    def __init__(self, path, overwrite=False):
+        self.path = output_path(path, "NpzSink", (".npz",))
+        self.overwrite = bool(overwrite)
         self._parts = []
 
+    def check(self, info):
+        check_target(self.path, "NpzSink", self.overwrite)
+
     def open(self, info):
+        self.check(info)
         self.info = info
         self._parts = []
 
@@ -71,9 +95,61 @@ class NpzSink(Sink):
 
         data = (np.concatenate(self._parts, axis=1) if self._parts
                 else np.zeros((self.info.n_channels, 0), self.info.dtype))
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        np.savez(self.path, data=data, sfreq=self.info.sfreq,
-                 ch_names=np.array(self.info.ch_names), kind=self.info.kind)
+        self._parts = []
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{self.path}.part.npz"  # savez would add .npz to any other name
+            np.savez(tmp, data=data, sfreq=self.info.sfreq,
+                     ch_names=np.array(self.info.ch_names), kind=self.info.kind)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise io_error("NpzSink", self.path, exc) from None
+
+
+def output_path(path, who: str, suffixes: tuple = ()) -> str:
+    """``path`` as a string, refused when empty, unencodable or of the wrong suffix."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise ParameterError(f"{who}: path must be a string or path-like, got "
+                             f"{type(path).__name__}") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    if not text.strip():
+        raise ParameterError(f"{who}: path is empty; give a file name")
+    try:
+        if "\0" in text:
+            raise ValueError("NUL byte")
+        os.fsencode(text)
+    except (UnicodeError, ValueError) as exc:
+        raise ParameterError(f"{who}: path {text!r} cannot be a file name on this system "
+                             f"({exc})") from None
+    if suffixes and not text.lower().endswith(suffixes):
+        raise ParameterError(f"{who}: path must end in {' or '.join(suffixes)}, got {text!r}")
+    return text
+
+
+def check_target(path: str, who: str, overwrite: bool) -> None:
+    """Raise FileError when ``path`` cannot be (over)written as a file."""
+    if os.path.isdir(path):
+        raise FileError(f"{who}: {path} is a folder; give a file name")
+    if os.path.lexists(path) and not overwrite:
+        raise FileError(f"{who}: {path} exists; pass overwrite=True (eegkit run --overwrite) "
+                        f"to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the first existing ancestor must be a writable folder
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise FileError(f"{who}: cannot create {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise FileError(f"{who}: cannot create {path}: folder {parent} is not writable")
+
+
+def io_error(who: str, path: str, exc: OSError) -> FileError:
+    """A FileError naming the file and the OS's reason (disk full, permission, ...)."""
+    err = FileError(f"{who}: cannot write {path}: {exc.strerror or exc}")
+    err.errno, err.filename = exc.errno, path
+    return err
 
 
 def sink_class(type_name: str):
@@ -105,4 +181,5 @@ def make_sink(type_name: str, params: dict, where: str = "sink") -> Sink:
                              f"{type(exc).__name__}: {exc}") from None
 
 
-__all__ = ["Sink", "NpzSink", "make_sink", "sink_class", "SINK_TYPES"]
+__all__ = ["Sink", "NpzSink", "make_sink", "sink_class", "SINK_TYPES", "output_path", "check_target",
+           "io_error"]

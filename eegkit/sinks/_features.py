@@ -8,7 +8,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from .._optional import require
-from . import Sink
+from . import Sink, check_target, io_error, output_path
 
 _ROW_GROUP = 4096  # Parquet rows buffered before a row group is written
 
@@ -20,7 +20,9 @@ class FeatureSink(Sink):
     ----------
     path : str or path-like
         ``.csv`` or ``.parquet`` (Parquet needs ``pip install 'eegkit[parquet]'``).
-        Overwritten if it exists; parent folders are created.
+        Parent folders are created.
+    overwrite : bool
+        Replace an existing file (default False: refuse to start).
 
     Notes
     -----
@@ -35,8 +37,9 @@ class FeatureSink(Sink):
 
     type_name = "features"
 
-    def __init__(self, path):
-        self.path = os.fspath(path)
+    def __init__(self, path, overwrite=False):
+        self.path = output_path(path, "FeatureSink")
+        self.overwrite = bool(overwrite)
         suffix = os.path.splitext(self.path)[1].lower()
         if suffix not in (".csv", ".parquet"):
             raise ParameterError(f"FeatureSink: path must end in .csv or .parquet, got {self.path!r}")
@@ -53,20 +56,29 @@ class FeatureSink(Sink):
         """Column names of the table (after :meth:`open`)."""
         return ["sample", "time", *self.info.ch_names]
 
-    def open(self, info):
-        self.close()
+    def check(self, info):
         if info.kind not in ("features", "spectrum"):
             raise ParameterError(
                 f"FeatureSink {self.path}: input must be a 'features' or 'spectrum' stream, got "
                 f"kind {info.kind!r} ({info.n_channels} rows); use RecordSink for time series")
+        check_target(self.path, "FeatureSink", self.overwrite)
+
+    def open(self, info):
+        self.close()
+        self.check(info)
         self.info = info
         self.n_rows = 0
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         if self.format == "csv":
-            self._file = open(self.path, "w", newline="")
-            self._file.write(",".join(_csv_field(c) for c in self.columns) + "\n")
-            self._file.flush()
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self._file = open(self.path, "w", newline="", encoding="utf-8")
+                self._file.write(",".join(_csv_field(c) for c in self.columns) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._drop()
+                raise io_error("FeatureSink", self.path, exc) from None
         else:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             pa = self._pa
             fields = [pa.field("sample", pa.int64()), pa.field("time", pa.float64())]
             value = pa.float32() if info.dtype == "float32" else pa.float64()
@@ -91,8 +103,12 @@ class FeatureSink(Sink):
         if self.format == "csv":
             rows = np.column_stack([time, block.T])
             lines = [f"{s}," + ",".join(map(repr, r.tolist())) for s, r in zip(sample.tolist(), rows)]
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
+            try:
+                self._file.write("\n".join(lines) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                self._drop()
+                raise io_error("FeatureSink", self.path, exc) from None
         else:
             self._pending.append((sample, time, np.array(block, copy=True)))
             if sum(len(p[0]) for p in self._pending) >= _ROW_GROUP:
@@ -111,6 +127,15 @@ class FeatureSink(Sink):
         arrays += [pa.array(row) for row in values.astype(self.info.dtype, copy=False)]
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
         self._pending = []
+
+    def _drop(self):
+        """Release the CSV file after a failed write (its error is the one reported)."""
+        f, self._file = self._file, None
+        try:
+            if f is not None:
+                f.close()
+        except OSError:
+            pass
 
     def close(self):
         if self._file is not None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
+import tempfile
 import warnings
 
 import numpy as np
 
-from .._errors import ParameterError
-from . import Sink
+from .._errors import FileError, ParameterError
+from . import Sink, check_target, io_error, output_path
 
 # format -> (digital min, digital max, bytes per sample, default physical range in V)
 _FORMATS = {
@@ -17,6 +18,8 @@ _FORMATS = {
     "bdf": (-8388608, 8388607, 3, 0.262144),  # 24 bit: ±262.144 mV, 31.25 nV steps (BioSemi)
 }
 _MAX_RECORD_SECONDS = 60
+MAX_CHANNELS = 9999  # the header's signal count is 4 characters wide
+MAX_RECORD_VALUES = 2 ** 24  # samples x channels of one record, held in memory as float64
 _COUNT_OFFSET = 236  # byte offset of the header's number-of-records field
 _FIF_HINT = ("RecordSink cannot write FIF crash-safely: a FIF file is only readable once its "
              "closing tags are written, so a killed run would leave nothing usable. Record to "
@@ -31,9 +34,9 @@ class RecordSink(Sink):
     Parameters
     ----------
     path : str or path-like
-        Output file; overwritten if it exists. Parent folders are created.
+        Output file ending in ``.edf`` or ``.bdf``. Parent folders are created.
     format : {"edf", "bdf"}, optional
-        Default from the suffix (``.edf``, ``.bdf``). FIF is refused: it cannot be kept
+        Must agree with the suffix (the default). FIF is refused: it cannot be kept
         readable while being written.
     physical_range : float or (float, float), optional
         Range of values that can be stored, in the stream's units (volts for EEG).
@@ -43,6 +46,10 @@ class RecordSink(Sink):
     fsync : bool
         Ask the OS to put each flushed record on disk (default True). Without it a
         killed process still loses nothing flushed; a power cut might.
+    overwrite : bool
+        Replace an existing file (default False: refuse to start). The old file stays
+        in place until every sink of the run has opened (the new one is written under
+        a temporary name beside it until then).
 
     Attributes
     ----------
@@ -55,8 +62,10 @@ class RecordSink(Sink):
 
     Notes
     -----
-    The file is a plain EDF/BDF file: the header first (with the number of records set
-    to 0), then one data record at a time. A record holds the shortest whole number of
+    The file is a plain EDF/BDF file: the header, then one data record at a time. From
+    :meth:`open` on, the file holds one record (zeros, rewritten in place as the first
+    second of samples arrives, with ``eegkit_samples=N`` in the header's recording
+    field), so a kill at any instant leaves a file MNE reads. A record holds the shortest whole number of
     seconds with a whole number of samples (1 s for integer rates, at most 60 s; other
     rates are refused). After records are
     written they are flushed (and fsynced), then the header's record count is rewritten
@@ -71,22 +80,29 @@ class RecordSink(Sink):
     counted). On :meth:`close` the last, partial record is padded with zeros; the real
     number of samples is written in the header's recording field as
     ``eegkit_samples=N``. Channel types are not stored (EDF has no field for them);
-    labels are cut to 16 characters.
+    labels are cut to 16 characters, and characters EDF does not allow (outside
+    printable ASCII) become ``?``. At most 9999 channels (the header's limit), and at
+    most 2**24 values (samples x channels) per record.
     """
 
     type_name = "record"
     lossless = True  # a dropped chunk would be a silent gap in the file
 
-    def __init__(self, path, format=None, physical_range=None, fsync=True):
-        self.path = os.fspath(path)
+    def __init__(self, path, format=None, physical_range=None, fsync=True, overwrite=False):
+        self.path = output_path(path, "RecordSink")
         suffix = os.path.splitext(self.path)[1].lower().lstrip(".")
-        fmt = (format or suffix).lower().lstrip(".")
+        fmt = (format or suffix).lower().lstrip(".") if isinstance(format or suffix, str) else format
         if fmt == "fif" or suffix == "fif":
             raise ParameterError(f"{_FIF_HINT} (got path {self.path!r})")
         if fmt not in _FORMATS:
             raise ParameterError(f"RecordSink: format must be 'edf' or 'bdf' (from the suffix or "
                                  f"the format parameter), got {format or suffix!r} for {self.path!r}")
+        if suffix and suffix != fmt:  # notes.txt written as BDF: found by nothing that reads BDF
+            raise ParameterError(f"RecordSink: format {fmt!r} does not match the file name "
+                                 f"{self.path!r}; name it .{fmt}")
         self.format = fmt
+        self.overwrite = bool(overwrite)
+        self._tmp = None
         self.physical_range = _range(physical_range)
         self.fsync = bool(fsync)
         self._file = None
@@ -94,8 +110,26 @@ class RecordSink(Sink):
         self.n_samples = self.n_records = self.n_clipped = 0
 
     # -- header -------------------------------------------------------------------
+    def check(self, info):
+        """Raise if the stream cannot be recorded or the file cannot be written."""
+        if info.n_channels > MAX_CHANNELS:
+            raise ParameterError(f"RecordSink {self.path}: {info.n_channels} channels; EDF/BDF "
+                                 f"store at most {MAX_CHANNELS}")
+        _, spr = _record_length(info.sfreq, self.path)
+        if spr * info.n_channels > MAX_RECORD_VALUES:
+            raise ParameterError(f"RecordSink {self.path}: one record would hold {spr} samples x "
+                                 f"{info.n_channels} channels; at most {MAX_RECORD_VALUES} values "
+                                 f"fit (lower the sampling rate or record fewer channels)")
+        check_target(self.path, "RecordSink", self.overwrite)
+
     def open(self, info):
+        self.prepare(info)
+        self.commit()
+
+    def prepare(self, info):
+        """Write the header and a first record to a temporary file beside the target."""
         self.close()
+        self.check(info)
         if info.kind != "timeseries":
             warnings.warn(f"RecordSink {self.path}: recording a '{info.kind}' stream; its rows "
                           f"become EDF signals at {info.sfreq:g} windows per second", stacklevel=2)
@@ -132,12 +166,55 @@ class RecordSink(Sink):
         self.n_samples = self.n_records = self.n_clipped = 0
         self._warned = False
         self._start = datetime.datetime.now()
-        header = self._header(info, duration, units, pmin, pmax)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        self._file = open(self.path, "wb")
-        self._file.write(header)
-        self._sync()
+        self._provisional = True  # the record on disk is a placeholder, rewritten in place
+        header = self._header(info, duration, units, pmin, pmax, true_samples=0)
+        self._data_start = len(header)
+        folder, name = os.path.split(os.path.abspath(self.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+            self._file = os.fdopen(fd, "wb")
+            self._file.write(header)
+            self._file.write(self._encode(self._buf, count=False))
+            self._sync()
+        except OSError as exc:
+            self._fail()
+            raise io_error("RecordSink", self.path, exc) from None
+
+    def commit(self):
+        """Move the prepared file to its name; from here on it is the recording."""
+        if self._tmp is None:
+            return
+        try:
+            if not self.overwrite and os.path.lexists(self.path):
+                raise FileError(f"RecordSink: {self.path} appeared while opening; pass "
+                                f"overwrite=True to replace it")
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            if isinstance(exc, FileError):
+                raise
+            raise io_error("RecordSink", self.path, exc) from None
+        self._tmp = None
+
+    def discard(self):
+        """Close and delete a prepared file that was never committed."""
+        self._fail()
+
+    def _fail(self):
+        """Release the file after an error, removing it if it was never committed."""
+        f, self._file, self._fill = self._file, None, 0
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # the error that brought us here is the one to report
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
 
     def _header(self, info, duration, units, pmin, pmax, true_samples=None):
         """The full EDF/BDF header as bytes."""
@@ -150,7 +227,7 @@ class RecordSink(Sink):
             _a("X X X X", 80), _a(recording, 80),
             _a(self._start.strftime("%d.%m.%y"), 8), _a(self._start.strftime("%H.%M.%S"), 8),
             _a(str(256 * (n + 1)), 8), _a("24BIT" if self.format == "bdf" else "", 44),
-            _a(str(self.n_records), 8), _a(_num(duration), 8), _a(str(n), 4),
+            _a(str(max(self.n_records, 1)), 8), _a(_num(duration), 8), _a(str(n), 4),
         ]
         labels = [_a(c, 16) for c in info.ch_names]
         fields += labels + [_a("", 80)] * n + [_a(u, 8) for u in units]
@@ -175,6 +252,8 @@ class RecordSink(Sink):
                                  f"are contiguous, so a gap cannot be written")
         records = []
         pos, n = 0, block.shape[1]
+        if n == 0:
+            return
         while pos < n:
             take = min(self._spr - self._fill, n - pos)
             self._buf[:, self._fill:self._fill + take] = block[:, pos:pos + take]
@@ -186,8 +265,10 @@ class RecordSink(Sink):
         self.n_samples += n
         if records:
             self._append(records)
+        elif self._provisional:
+            self._rewrite_first()
 
-    def _encode(self, x):
+    def _encode(self, x, count=True):
         """One record (channel-major) as bytes."""
         dmin, dmax = self._dlim
         phys = x * self._scale[:, None]
@@ -198,8 +279,9 @@ class RecordSink(Sink):
             dig[bad] = np.broadcast_to(zero[:, None], dig.shape)[bad]
         clipped = int(np.count_nonzero((dig < dmin) | (dig > dmax))) + int(np.count_nonzero(bad))
         if clipped:
-            self.n_clipped += clipped
-            if not self._warned:
+            if count:  # a rewrite of the unfinished first record counts nothing twice
+                self.n_clipped += clipped
+            if count and not self._warned:
                 self._warned = True
                 warnings.warn(f"RecordSink {self.path}: {clipped} values outside the physical "
                               f"range (or NaN) were clipped; set physical_range to widen it",
@@ -213,13 +295,38 @@ class RecordSink(Sink):
     def _append(self, records):
         """Write whole records, then count them in the header (data before count)."""
         f = self._file
-        f.write(b"".join(records))
-        self._sync()
-        self.n_records += len(records)
-        f.seek(_COUNT_OFFSET)
-        f.write(_a(str(self.n_records), 8))
-        f.seek(0, os.SEEK_END)
-        self._sync()
+        try:
+            if self._provisional:  # the first real record replaces the placeholder
+                f.seek(self._data_start)
+            f.write(b"".join(records))
+            self._sync()
+            self.n_records += len(records)
+            f.seek(_COUNT_OFFSET)
+            f.write(_a(str(self.n_records), 8))
+            if self._provisional:
+                self._provisional = False
+                f.seek(88)
+                f.write(_a("eegkit", 80))
+            f.seek(0, os.SEEK_END)
+            self._sync()
+        except OSError as exc:
+            self._fail()
+            raise io_error("RecordSink", self.path, exc) from None
+
+    def _rewrite_first(self):
+        """Put the samples of the unfinished first record on disk (zeros after them)."""
+        f = self._file
+        self._buf[:, self._fill:] = 0.0
+        try:
+            f.seek(self._data_start)
+            f.write(self._encode(self._buf, count=False))
+            f.seek(88)
+            f.write(_a(f"eegkit eegkit_samples={self.n_samples}", 80))
+            f.seek(0, os.SEEK_END)
+            self._sync()
+        except OSError as exc:
+            self._fail()
+            raise io_error("RecordSink", self.path, exc) from None
 
     def _sync(self):
         """Hand written bytes to the OS (survives a killed process) and maybe to disk."""
@@ -230,20 +337,25 @@ class RecordSink(Sink):
     def close(self):
         if self._file is None:
             return
+        if self._tmp is not None:  # prepared, never committed: leave no trace
+            self._fail()
+            return
         try:
             if self._fill:
                 self._buf[:, self._fill:] = 0.0
                 self._append([self._encode(self._buf)])
-            if self.n_records * self._spr != self.n_samples:
+            if self._provisional or self.n_records * self._spr != self.n_samples:
                 # record the true length where readers that care can find it
                 recording = _a(f"eegkit eegkit_samples={self.n_samples}", 80)
                 self._file.seek(88)
                 self._file.write(recording)
                 self._sync()
-        finally:
             self._file.close()
-            self._file = None
-            self._fill = 0
+        except OSError as exc:
+            self._fail()
+            raise io_error("RecordSink", self.path, exc) from None
+        finally:
+            self._fail()
 
 
 def _range(value):
@@ -253,9 +365,9 @@ def _range(value):
     if np.ndim(value) == 0:
         value = (-abs(float(value)), abs(float(value)))
     lo, hi = (float(v) for v in value)
-    if not hi > lo:
+    if not (hi > lo and np.isfinite(lo) and np.isfinite(hi) and hi - lo < 1e300):
         raise ParameterError(f"RecordSink: physical_range must be r > 0 or (min, max) with "
-                             f"min < max, got {value!r}")
+                             f"min < max, finite, got {value!r}")
     return lo, hi
 
 
@@ -285,5 +397,7 @@ def _num(value):
 
 
 def _a(text, width):
-    """ASCII field padded with spaces to ``width`` (cut if longer)."""
-    return str(text).encode("ascii", "replace")[:width].ljust(width)
+    """ASCII field padded with spaces to ``width`` (cut if longer); EDF allows only
+    printable ASCII, so anything else (NUL, control characters, non-ASCII) becomes ``?``."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in str(text))
+    return text.encode("ascii")[:width].ljust(width)
