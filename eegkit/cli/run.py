@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import sys
 import threading
@@ -16,7 +18,7 @@ def add_parser(sub):
                        description="Run a pipeline exported with Pipeline.to_json() on its source "
                        "(or --source), print progress and a per-stage summary.")
     p.add_argument("pipeline", help="pipeline JSON file")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--duration", type=_seconds, default=None,
                    help="seconds of data to process (default: whole source; 10 s for unbounded sources)")
     p.add_argument("--chunk", type=int, default=32, help="samples per streaming step (default 32)")
     p.add_argument("--output", "-o", default=None,
@@ -25,6 +27,9 @@ def add_parser(sub):
                    help="stage whose output --output keeps (repeatable; default: every stage)")
     p.add_argument("--source", default=None,
                    help="override the source: synthetic[,key=value...], file:PATH, lsl:NAME, brainflow:ID")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let the pipeline's file sinks (record, npz, features) replace existing "
+                   "files (default: refuse to start)")
     p.add_argument("--realtime", action="store_true", help="pace a recorded source to real time")
     p.add_argument("--watch", action="store_true",
                    help="hot reload: apply edits to plugin files while running")
@@ -35,18 +40,42 @@ def add_parser(sub):
     p.set_defaults(func=main)
 
 
+def _seconds(text):
+    """argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def main(args) -> int:
     from ..notebook._pipeline import Pipeline
-    from .._check import positive_int
+    from .._check import did_you_mean, positive_int
+    from .._errors import PipelineError
     from ..plugin._discovery import TRUST_ENV
+    from ..runtime._document import load
+    from ..sinks import check_target, output_path
     from ..sources import parse_source_arg
 
     if args.trust_local:
         os.environ[TRUST_ENV] = "1"  # before the first discovery
-    pipeline = Pipeline.from_json(args.pipeline)
+    positive_int(args.chunk, "--chunk", what="a positive number of samples")
+    doc, where = load(args.pipeline)
+    if args.overwrite:
+        _allow_overwrite(doc)
+    pipeline = Pipeline.from_dict(doc, where=where)
     if args.source:
         pipeline.set_source(parse_source_arg(args.source))
-    positive_int(args.chunk, "--chunk", what="a positive number of samples")
+    for id in args.stage or ():
+        if id not in pipeline.stage_ids():
+            raise PipelineError(f"--stage {id!r}: no such stage in {where}; stages are "
+                                f"{', '.join(pipeline.stage_ids()) or '(none)'}."
+                                f"{did_you_mean(id, pipeline.stage_ids())}")
+    if args.output:  # fail now, not after the whole run
+        check_target(output_path(args.output, "--output"), "--output", overwrite=True)
     source = pipeline.source
     duration = args.duration
     if duration is None and source.n_samples is None:
@@ -87,18 +116,44 @@ def main(args) -> int:
           f"time); set-up (open, compile or cache load) {timing.get('setup_s', 0.0):.2f} s")
     print(summary_table(pipeline))
     if args.output:
-        path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = dict(out)
-        for id in out:
-            arrays[f"{id}__sfreq"] = np.float64(pipeline[id].out_info.sfreq)
-            arrays[f"{id}__ch_names"] = np.array(pipeline[id].out_info.ch_names)
-        np.savez(path, **arrays)
-        print(f"wrote {', '.join(out)} to {path}")
+        _save(Path(args.output), out, pipeline)
     failed = [s for s in pipeline.stages if s.status != "ok"]
     for s in failed:
         print(f"stage '{s.id}' ({s.type}) disabled: {s.error}", file=sys.stderr)
-    return 1 if failed else 0
+    from . import EXIT_OK, EXIT_PARTIAL
+
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def _allow_overwrite(doc):
+    """Add ``overwrite: true`` to the document's sinks whose type takes it."""
+    import inspect
+
+    from ..sinks import SINK_TYPES, sink_class
+
+    sinks = doc.get("sinks") if isinstance(doc, dict) else None
+    for sink in sinks if isinstance(sinks, list) else ():
+        if not (isinstance(sink, dict) and sink.get("type") in SINK_TYPES
+                and isinstance(sink.setdefault("params", {}), dict)):
+            continue  # validation reports it
+        if "overwrite" in inspect.signature(sink_class(sink["type"]).__init__).parameters:
+            sink["params"].setdefault("overwrite", True)
+
+
+def _save(path, out, pipeline):
+    """Write the collected outputs as .npz, naming the file on failure."""
+    from .._errors import FileError
+
+    arrays = dict(out)
+    for id in out:
+        arrays[f"{id}__sfreq"] = np.float64(pipeline[id].out_info.sfreq)
+        arrays[f"{id}__ch_names"] = np.array(pipeline[id].out_info.ch_names)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
+    except OSError as exc:
+        raise FileError(f"--output: cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {', '.join(out)} to {path}")
 
 
 class _Stopped(Exception):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .._check import positive_int
+from .._check import positive_int, short_repr
 from .._errors import ParameterError
 from ..sinks import make_sink
 
@@ -128,6 +128,10 @@ def run_source(pipeline, duration=None, chunk=32, realtime=False, outputs=None,
     info = source.info
     total = source.n_samples
     if duration is not None:
+        if (isinstance(duration, bool) or not isinstance(duration, (int, float, np.number))
+                or not 0 <= duration * info.sfreq < 2 ** 62):
+            raise ParameterError(f"duration must be a finite number of seconds >= 0, got "
+                                 f"{short_repr(duration)}")
         want = int(round(float(duration) * info.sfreq))
         total = want if total is None else min(total, want)
     if total is None:
