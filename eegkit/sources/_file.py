@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from .._errors import ParameterError, SourceError
+from .._errors import EegkitError, ParameterError, SourceError
 from .._info import StreamInfo
 from .._optional import require
 from ._base import Source
@@ -76,6 +76,23 @@ class FileSource(Source):
         except Exception as exc:  # MNE raises many types for unreadable files
             raise SourceError(f"FileSource: MNE could not read {self.path}: "
                               f"{type(exc).__name__}: {exc}") from exc
+        try:
+            self._describe(mne, raw)
+        except EegkitError:
+            raise
+        except Exception as exc:  # a header MNE opened but cannot make sense of
+            raise SourceError(f"FileSource: {self.path} has a header MNE cannot interpret "
+                              f"(corrupt channel kinds, coil types or names?): "
+                              f"{type(exc).__name__}: {exc}") from exc
+        self.n_samples = int(self.raw.n_times)
+        self._pos = 0
+        self._next_marker = 0
+        self._released = 0
+        self._t0 = None
+        self.ended = self.n_samples == 0
+
+    def _describe(self, mne, raw):
+        """Markers, channel selection and StreamInfo of an opened recording."""
         all_markers = _annotation_markers(raw) + _stim_markers(mne, raw, self.path)
         all_markers.sort(key=lambda m: m[0])
         self._markers = all_markers
@@ -86,16 +103,13 @@ class FileSource(Source):
             # would not join up exactly; only a whole-file read is exact
             self.raw.load_data(verbose="error")
         info = self.raw.info
-        self.info = StreamInfo(
-            sfreq=info["sfreq"], ch_names=tuple(self.raw.ch_names),
-            ch_types=tuple(self.raw.get_channel_types()),
-            units=tuple(_unit_name(mne, ch["unit"]) for ch in info["chs"]), dtype="float64")
-        self.n_samples = int(self.raw.n_times)
-        self._pos = 0
-        self._next_marker = 0
-        self._released = 0
-        self._t0 = None
-        self.ended = self.n_samples == 0
+        try:
+            self.info = StreamInfo(
+                sfreq=info["sfreq"], ch_names=tuple(self.raw.ch_names),
+                ch_types=tuple(self.raw.get_channel_types()),
+                units=tuple(_unit_name(mne, ch["unit"]) for ch in info["chs"]), dtype="float64")
+        except ParameterError as exc:  # the file's channels, not the caller's parameters
+            raise SourceError(f"FileSource: {self.path}: {exc}") from None
 
     def read(self, n):
         n = int(n)
