@@ -4,7 +4,7 @@ Plugins (``plugins/<name>/plugin.toml`` + a numba-compiled ``process``) provide
 stage types; a :class:`Pipeline` chains stages and runs them offline or live.
 """
 
-from ._errors import (ApiVersionError, EegkitError, FileError, ManifestError, MissingExtraError,
+from ._errors import (ApiVersionError, EegkitError, EegkitIOError, ManifestError, MissingExtraError,
                       ParameterError, PipelineError, PluginLoadError, SourceError, StageError)
 from ._info import StreamInfo
 from ._version import __version__
@@ -60,5 +60,5 @@ __all__ = [
     "make_source", "Sink", "RecordSink", "LSLSink", "FeatureSink", "StreamView",
     "batch", "BatchSummary", "reload", "watch", "stop_all",
     "EegkitError", "ManifestError", "ApiVersionError", "PluginLoadError", "ParameterError",
-    "PipelineError", "StageError", "SourceError", "FileError", "MissingExtraError", "__version__",
+    "PipelineError", "StageError", "SourceError", "EegkitIOError", "MissingExtraError", "__version__",
 ]

@@ -38,9 +38,10 @@ class SourceError(EegkitError, RuntimeError):
     """A data source could not be opened or read."""
 
 
-class FileError(EegkitError, OSError):
-    """A file could not be read, created or written (disk full, permissions, a folder
-    where a file was expected, an existing file not to be overwritten)."""
+class EegkitIOError(EegkitError, OSError):
+    """A file, folder or service could not be used: disk full, permission denied, a
+    folder where a file was expected, an existing file not to be overwritten, a
+    scheduler that does not answer. The message names the path or address."""
 
 
 class MissingExtraError(EegkitError, ImportError):

@@ -8,7 +8,7 @@ import importlib
 import logging
 import sys
 
-from .._errors import EegkitError, FileError
+from .._errors import EegkitError, EegkitIOError
 
 #: exit codes, documented in the README ("Exit codes"); one per class of failure
 EXIT_OK = 0
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
 
 def exit_code(exc: BaseException) -> int:
     """The exit code of the CLI for an exception (README, "Exit codes")."""
-    if isinstance(exc, (FileError, OSError, MemoryError)):
+    if isinstance(exc, (EegkitIOError, OSError, MemoryError)):
         return EXIT_IO
     if isinstance(exc, EegkitError):
         return EXIT_INPUT

@@ -142,7 +142,7 @@ def _allow_overwrite(doc):
 
 def _save(path, out, pipeline):
     """Write the collected outputs as .npz, naming the file on failure."""
-    from .._errors import FileError
+    from .._errors import EegkitIOError
 
     arrays = dict(out)
     for id in out:
@@ -152,7 +152,7 @@ def _save(path, out, pipeline):
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **arrays)
     except OSError as exc:
-        raise FileError(f"--output: cannot write {path}: {exc.strerror or exc}") from None
+        raise EegkitIOError(f"--output: cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {', '.join(out)} to {path}")
 
 

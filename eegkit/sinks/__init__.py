@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from .._check import did_you_mean
-from .._errors import EegkitError, FileError, ParameterError, PipelineError
+from .._errors import EegkitError, EegkitIOError, ParameterError, PipelineError
 from .._info import StreamInfo
 
 # type name -> "module:Class"; modules import lazily so optional extras stay optional.
@@ -130,24 +130,24 @@ def output_path(path, who: str, suffixes: tuple = ()) -> str:
 
 
 def check_target(path: str, who: str, overwrite: bool) -> None:
-    """Raise FileError when ``path`` cannot be (over)written as a file."""
+    """Raise EegkitIOError when ``path`` cannot be (over)written as a file."""
     if os.path.isdir(path):
-        raise FileError(f"{who}: {path} is a folder; give a file name")
+        raise EegkitIOError(f"{who}: {path} is a folder; give a file name")
     if os.path.lexists(path) and not overwrite:
-        raise FileError(f"{who}: {path} exists; pass overwrite=True (eegkit run --overwrite) "
+        raise EegkitIOError(f"{who}: {path} exists; pass overwrite=True (eegkit run --overwrite) "
                         f"to replace it")
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):  # the first existing ancestor must be a writable folder
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise FileError(f"{who}: cannot create {path}: {parent} is not a folder")
+        raise EegkitIOError(f"{who}: cannot create {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise FileError(f"{who}: cannot create {path}: folder {parent} is not writable")
+        raise EegkitIOError(f"{who}: cannot create {path}: folder {parent} is not writable")
 
 
-def io_error(who: str, path: str, exc: OSError) -> FileError:
-    """A FileError naming the file and the OS's reason (disk full, permission, ...)."""
-    err = FileError(f"{who}: cannot write {path}: {exc.strerror or exc}")
+def io_error(who: str, path: str, exc: OSError) -> EegkitIOError:
+    """A EegkitIOError naming the file and the OS's reason (disk full, permission, ...)."""
+    err = EegkitIOError(f"{who}: cannot write {path}: {exc.strerror or exc}")
     err.errno, err.filename = exc.errno, path
     return err
 

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from .._errors import FileError, ParameterError
+from .._errors import EegkitIOError, ParameterError
 from . import Sink, check_target, io_error, output_path
 
 # format -> (digital min, digital max, bytes per sample, default physical range in V)
@@ -187,12 +187,12 @@ class RecordSink(Sink):
             return
         try:
             if not self.overwrite and os.path.lexists(self.path):
-                raise FileError(f"RecordSink: {self.path} appeared while opening; pass "
+                raise EegkitIOError(f"RecordSink: {self.path} appeared while opening; pass "
                                 f"overwrite=True to replace it")
             os.replace(self._tmp, self.path)
         except OSError as exc:
             self.discard()
-            if isinstance(exc, FileError):
+            if isinstance(exc, EegkitIOError):
                 raise
             raise io_error("RecordSink", self.path, exc) from None
         self._tmp = None
