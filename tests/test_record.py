@@ -206,3 +206,154 @@ def test_pipeline_records_filtered_output(tmp_path):
     back = mne.io.read_raw(tmp_path / "bp.bdf", verbose="error").get_data()
     assert back.shape == out.shape == (1, 2560)
     np.testing.assert_allclose(back, out, atol=STEP["bdf"] / 2 * (1 + 1e-6))
+
+
+# -- issue #14: overwrite, paths, bounds, the first second, disk full -----------------------
+def record(path, n=300, sfreq=100.0, **params):
+    """Record ``n`` samples of 2 channels to ``path``; return the data written."""
+    data = np.random.default_rng(0).standard_normal((2, n)) * 10e-6
+    sink = RecordSink(path, **params)
+    sink.open(StreamInfo(sfreq, ["Fz", "Cz"]))
+    sink.write(data, 0)
+    sink.close()
+    return data
+
+
+def test_existing_file_is_kept_unless_overwrite_is_asked(tmp_path):
+    from eegkit import EegkitIOError
+
+    out = tmp_path / "r.bdf"
+    first = record(out)
+    before = out.read_bytes()
+    sink = RecordSink(out)
+    with pytest.raises(EegkitIOError, match=r"r\.bdf exists; pass overwrite=True"):
+        sink.open(StreamInfo(100.0, ["Fz", "Cz"]))
+    assert out.read_bytes() == before
+    second = record(out, n=500, overwrite=True)
+    back = mne.io.read_raw(out, verbose="error").get_data()
+    assert back.shape == (2, 500) and not np.allclose(back[:, :300], first, atol=1e-6)
+    np.testing.assert_allclose(back, second, atol=STEP["bdf"])
+    assert sorted(os.listdir(tmp_path)) == ["r.bdf"]  # no temporary file left behind
+
+
+def test_suffix_must_agree_with_format(tmp_path):
+    with pytest.raises(ParameterError, match=r"format 'bdf' does not match the file name .*notes\.txt"):
+        RecordSink(tmp_path / "notes.txt", format="bdf")
+    with pytest.raises(ParameterError, match="format 'edf' does not match"):
+        RecordSink(tmp_path / "r.bdf", format="edf")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("path, words", [
+    ("", "path is empty"),
+    ("\0.bdf", "cannot be a file name"),
+    ("\ud800.bdf", "cannot be a file name"),
+])
+def test_unusable_paths_are_parameter_errors(path, words):
+    with pytest.raises(ParameterError, match=words):
+        RecordSink(path)
+
+
+def test_folder_as_path_is_an_io_error_naming_it(tmp_path):
+    from eegkit import EegkitIOError
+
+    folder = tmp_path / "x.bdf"
+    folder.mkdir()
+    with pytest.raises(EegkitIOError, match=r"x\.bdf is a folder"):
+        RecordSink(folder).open(StreamInfo(100.0, ["Fz"]))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(EegkitIOError, match="is not a folder"):
+        RecordSink(tmp_path / "file" / "r.bdf").open(StreamInfo(100.0, ["Fz"]))
+
+
+@pytest.mark.parametrize("value", [1e400, float("nan"), (0.0, float("inf")), (-1e308, 1e308)])
+def test_physical_range_must_be_finite(tmp_path, value):
+    with pytest.raises(ParameterError, match="physical_range"):
+        RecordSink(tmp_path / "r.bdf", physical_range=value)
+
+
+def test_channel_count_and_record_size_are_bounded(tmp_path):
+    from eegkit.sinks._record import MAX_CHANNELS
+
+    names = [f"E{i}" for i in range(MAX_CHANNELS + 1)]
+    with pytest.raises(ParameterError, match="10000 channels; EDF/BDF store at most 9999"):
+        RecordSink(tmp_path / "wide.bdf").open(StreamInfo(1.0, names))
+    with pytest.raises(ParameterError, match="at most 16777216 values"):
+        RecordSink(tmp_path / "fast.bdf").open(StreamInfo(1e12, ["Fz"]))  # was a MemoryError
+    assert not os.listdir(tmp_path)
+    # the widest file EDF allows is written and read back
+    sink = RecordSink(tmp_path / "widest.edf")
+    sink.open(StreamInfo(1.0, names[:MAX_CHANNELS]))
+    sink.write(np.full((MAX_CHANNELS, 2), 1e-6), 0)
+    sink.close()
+    back = mne.io.read_raw(tmp_path / "widest.edf", verbose="error")
+    assert back.info["nchan"] == MAX_CHANNELS and back.ch_names[-1] == "E9998"
+    np.testing.assert_allclose(back.get_data(), 1e-6, atol=STEP["edf"])
+
+
+def test_non_printable_labels_are_stored_as_question_marks(tmp_path):
+    sink = RecordSink(tmp_path / "r.bdf")
+    sink.open(StreamInfo(10.0, ["F\0z", "Cz"]))
+    sink.write(np.zeros((2, 10)), 0)
+    sink.close()
+    assert mne.io.read_raw(tmp_path / "r.bdf", verbose="error").ch_names == ["F?z", "Cz"]
+
+
+def test_empty_recording_is_readable(tmp_path):
+    sink = RecordSink(tmp_path / "r.edf")
+    sink.open(StreamInfo(100.0, ["Fz", "Cz"]))
+    sink.close()
+    back = mne.io.read_raw(tmp_path / "r.edf", verbose="error")
+    assert back.n_times == 100  # one record of zeros
+    np.testing.assert_allclose(back.get_data(), 0.0, atol=STEP["edf"])
+    assert b"eegkit_samples=0 " in (tmp_path / "r.edf").read_bytes()[88:168]
+
+
+FIRST_SECOND = textwrap.dedent("""
+    import sys, time
+    from eegkit.sources._file import FileSource
+    from eegkit.sinks._record import RecordSink
+    src = FileSource(sys.argv[1])
+    sink = RecordSink(sys.argv[2])
+    sink.open(src.info)
+    print(0, flush=True)
+    pos = 0
+    while True:
+        block = src.read(7)
+        sink.write(block, pos)
+        pos += block.shape[1]
+        print(pos, flush=True)
+        time.sleep(0.02)
+""")
+
+
+def test_recording_killed_in_its_first_second_is_readable(tmp_path):
+    """kill -9 at 0 to 196 samples of a 200-sample first record: always readable."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    original = mne.io.read_raw(GENERATOR, verbose="error").get_data(stop=200)
+    for kill_at in (0, 7, 63, 126, 196):
+        out = tmp_path / f"first{kill_at}.bdf"
+        proc = subprocess.Popen([sys.executable, "-c", FIRST_SECOND, str(GENERATOR), str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            for line in proc.stdout:
+                written = int(line)
+                if written >= kill_at:
+                    proc.send_signal(signals.SIGKILL)
+                    break
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+            stderr = proc.stderr.read()
+            proc.stdout.close()
+            proc.stderr.close()
+        assert proc.returncode == -signals.SIGKILL, stderr
+        assert written == kill_at
+        back = mne.io.read_raw(out, verbose="error")  # header-only used to fail here
+        assert back.n_times == 200
+        data = back.get_data()
+        np.testing.assert_allclose(data[:, :written], original[:, :written],
+                                   atol=STEP["bdf"] / 2 * (1 + 1e-6))
+        np.testing.assert_allclose(data[:, written:], 0.0, atol=STEP["bdf"])
+        assert f"eegkit_samples={written} ".encode() in out.read_bytes()[88:168]

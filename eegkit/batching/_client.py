@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ._worker import BATCH_FORMAT, _input_signature, _one_line, _row, run_recording
 from .._check import ensure_int, positive_int
-from .._errors import ParameterError, PipelineError
+from .._errors import EegkitIOError, ParameterError, PipelineError
 from .._paths import child_env, is_skipped
 
 BLOCK = 65536
@@ -137,9 +137,8 @@ def batch(pipeline, inputs, out="eegkit-batch", scheduler=None, workers=None, re
     wanted = _wanted(pipe, stages)
     block = positive_int(block, "block", "batch", what="a positive number of samples")
     retries = ensure_int(retries, "retries", "batch", min=0, what="an integer >= 0")
+    out = writable_folder(out)  # before any task runs: results must have somewhere to go
     paths = resolve_inputs(inputs)
-    out = Path(out).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
     template = _job_template(pipe, wanted, block, ship_plugins)
     rows, jobs = {}, []
     for path, name in zip(paths, recording_names(paths)):
@@ -241,9 +240,33 @@ def _folder(root):
     return files
 
 
+def writable_folder(out) -> Path:
+    """``out`` created if needed and checked writable; EegkitIOError naming it otherwise."""
+    try:
+        out = Path(out).expanduser().resolve()
+        if out.exists() and not out.is_dir():
+            raise EegkitIOError(f"batch: --out {out} is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".eegkit-write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except EegkitIOError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # ValueError: NUL; RuntimeError: ~user
+        reason = getattr(exc, "strerror", None) or exc
+        raise EegkitIOError(f"batch: output folder {out} cannot be written: {reason}") from None
+    return out
+
+
 def _manifest(path):
     """Paths listed in a manifest: one per line, or the path column of a CSV/TSV."""
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParameterError(f"batch: manifest {path} is not UTF-8 text (byte {exc.start}: "
+                             f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
+    except OSError as exc:
+        raise EegkitIOError(f"batch: cannot read manifest {path}: {exc.strerror or exc}") from None
     if _has_ext(path, (".csv", ".tsv")):
         reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ",")
         columns = {c.strip().lower(): c for c in reader.fieldnames or []}
@@ -374,7 +397,14 @@ def _connect(scheduler, workers, retries, n_jobs):
     if isinstance(scheduler, Client):
         return scheduler, []
     if scheduler:
-        client = Client(str(scheduler), timeout="30s")
+        # how long to wait for a scheduler that does not answer (a Dask duration, "30s")
+        wait = os.environ.get("EEGKIT_SCHEDULER_TIMEOUT", "30s")
+        try:
+            client = Client(str(scheduler), timeout=wait)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise EegkitIOError(f"batch: cannot reach the Dask scheduler at {scheduler!r} "
+                                f"within {wait}: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
         return client, [client.close]
     if workers is not None:
         workers = positive_int(workers, "workers", "batch")
@@ -438,11 +468,16 @@ def write_summary(rows, path) -> Path:
     """Write the summary rows as CSV (atomically)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        failed = [f"{r['recording']}: {r['error']}" for r in rows if r.get("status") == "error"]
+        raise EegkitIOError(f"batch: cannot write {path}: {exc.strerror or exc}"
+                            + (f"; failed recordings: {'; '.join(failed)}" if failed else "")) from None
     return path
 
 
