@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import eegkit
 
@@ -174,3 +175,131 @@ def test_second_ctrl_c_quits_a_kernel_that_never_returns(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "quitting now" in err
+
+
+# -- exit codes (README, "Exit codes"): 0 ok, 1 stage disabled, 2 bad input, 3 I/O ----------
+FAULTS = os.path.join(os.path.dirname(__file__), "fixtures", "faults")
+
+
+def doc(tmp_path, sinks=(), stages=None, source=None, name="p.json"):
+    d = {"eegkit_pipeline": 1,
+         "source": source or {"type": "synthetic", "params": {"n_channels": 4, "sfreq": 100.0}},
+         "stages": stages or [{"id": "hp", "type": "filters.highpass", "params": {"cutoff": 1.0}}],
+         "sinks": list(sinks)}
+    path = tmp_path / name
+    path.write_text(json.dumps(d))
+    return str(path)
+
+
+def one_line_error(res, code, *words):
+    assert res.returncode == code, res.stderr
+    assert "Traceback" not in res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("eegkit run: error: ") or last.startswith("usage") or "error:" in last
+    for w in words:
+        assert w in last, last
+
+
+def test_exit_code_constants_are_the_documented_ones():
+    from pathlib import Path
+
+    from eegkit import cli
+
+    assert (cli.EXIT_OK, cli.EXIT_PARTIAL, cli.EXIT_INPUT, cli.EXIT_IO) == (0, 1, 2, 3)
+    readme = (Path(eegkit.__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 70 |", "| 130 |"):
+        assert code in section, code
+
+
+def test_exit_1_when_a_stage_is_disabled(tmp_path):
+    path = doc(tmp_path, stages=[{"id": "bad", "type": "faults.raise_process", "params": {"at": 1}}])
+    env = dict(os.environ, EEGKIT_PLUGINS_PATH=FAULTS)
+    res = subprocess.run([sys.executable, "-m", "eegkit", "run", path, "--duration", "2", "-q"],
+                         capture_output=True, text=True, env=env, timeout=240)
+    assert res.returncode == 1, res.stderr
+    assert "stage 'bad' (faults.raise_process) disabled" in res.stderr
+
+
+@pytest.mark.parametrize("case", ["duration_nan", "stage_nope", "duplicate_keys", "huge_number",
+                                  "too_many_stages", "record_txt", "empty_path"])
+def test_exit_2_on_bad_input_with_one_line(tmp_path, case):
+    args = ["--duration", "1", "-q"]
+    if case == "duration_nan":
+        args = ["--duration", "nan"]
+        path = doc(tmp_path)
+    elif case == "stage_nope":
+        path = doc(tmp_path)
+        args += ["--stage", "nope", "--output", str(tmp_path / "o.npz")]
+    elif case == "duplicate_keys":
+        path = tmp_path / "p.json"
+        path.write_text('{"eegkit_pipeline": 1, "stages": [], "sinks": [{"type": "record", '
+                        '"input": "source", "params": {"path": "a.bdf"}}], "sinks": []}')
+    elif case == "huge_number":
+        path = tmp_path / "p.json"
+        path.write_text('{"eegkit_pipeline": 1, "stages": [], "sinks": [{"type": "record", '
+                        '"input": "source", "params": {"path": "a.bdf", "physical_range": 1e400}}]}')
+    elif case == "too_many_stages":
+        path = doc(tmp_path, stages=[{"id": f"s{i}", "type": "filters.highpass"} for i in range(3000)])
+    elif case == "record_txt":
+        path = doc(tmp_path, [{"type": "record", "input": "hp",
+                               "params": {"path": str(tmp_path / "notes.txt"), "format": "bdf"}}])
+    else:
+        path = doc(tmp_path, [{"type": "record", "input": "hp", "params": {"path": ""}}])
+    res = run("run", str(path), *args)
+    words = {"duration_nan": ["--duration", "'nan'"], "stage_nope": ["--stage 'nope'"],
+             "duplicate_keys": ["'sinks' appears twice"], "huge_number": ["1e400"],
+             "too_many_stages": ["3000 stages", "at most 256"], "record_txt": ["notes.txt"],
+             "empty_path": ["path is empty"]}[case]
+    one_line_error(res, 2, *words)
+    assert not (tmp_path / "notes.txt").exists() and not (tmp_path / "o.npz").exists()
+
+
+def test_exit_3_for_an_existing_recording_and_overwrite_replaces_it(tmp_path):
+    mne = pytest.importorskip("mne")
+    out = tmp_path / "rec.bdf"
+    path = doc(tmp_path, [{"type": "record", "input": "hp", "params": {"path": str(out)}}])
+    assert run("run", path, "--duration", "2", "-q").returncode == 0
+    before = out.read_bytes()
+    res = run("run", path, "--duration", "3", "-q")
+    one_line_error(res, 3, "rec.bdf exists", "--overwrite")
+    assert out.read_bytes() == before
+    res = run("run", path, "--duration", "3", "-q", "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert mne.io.read_raw(out, verbose="error").n_times == 300
+
+
+def test_a_later_sink_that_cannot_open_leaves_the_earlier_recording_intact(tmp_path):
+    out = tmp_path / "rec.bdf"
+    path = doc(tmp_path, [{"type": "record", "input": "hp", "params": {"path": str(out)}}])
+    assert run("run", path, "--duration", "2", "-q").returncode == 0
+    before = out.read_bytes()
+    folder = tmp_path / "b.bdf"
+    folder.mkdir()
+    path = doc(tmp_path, [{"type": "record", "input": "hp", "params": {"path": str(out)}},
+                          {"type": "record", "input": "source", "params": {"path": str(folder)}}])
+    res = run("run", path, "--duration", "5", "-q", "--overwrite")
+    one_line_error(res, 3, "b.bdf is a folder")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bdf", "p.json", "rec.bdf"]
+
+
+def test_disk_full_is_one_line_naming_the_file(tmp_path):
+    import resource
+    import signal
+
+    mne = pytest.importorskip("mne")
+    out = tmp_path / "full.bdf"
+    path = doc(tmp_path, [{"type": "record", "input": "hp", "params": {"path": str(out)}}],
+               source={"type": "synthetic", "params": {"n_channels": 8, "sfreq": 250.0}})
+
+    def small_disk():  # the kernel refuses writes past 20 kB: a full disk for this process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    res = subprocess.run([sys.executable, "-m", "eegkit", "run", path, "--duration", "60", "-q"],
+                         capture_output=True, text=True, env=os.environ.copy(), timeout=240,
+                         preexec_fn=small_disk)
+    one_line_error(res, 3, "RecordSink: cannot write", "full.bdf", "File too large")
+    back = mne.io.read_raw(out, verbose="error")  # what was flushed is still readable
+    assert back.n_times % 250 == 0 and back.n_times >= 250

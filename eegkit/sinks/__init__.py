@@ -147,9 +147,8 @@ def check_target(path: str, who: str, overwrite: bool) -> None:
 
 def io_error(who: str, path: str, exc: OSError) -> EegkitIOError:
     """A EegkitIOError naming the file and the OS's reason (disk full, permission, ...)."""
-    err = EegkitIOError(f"{who}: cannot write {path}: {exc.strerror or exc}")
-    err.errno, err.filename = exc.errno, path
-    return err
+    # only the message: errno or filename set on an OSError would replace it in str()
+    return EegkitIOError(f"{who}: cannot write {path}: {exc.strerror or exc}")
 
 
 def sink_class(type_name: str):
