@@ -406,3 +406,31 @@ def test_lsl_timeout_that_would_wait_for_ever_is_refused(timeout):
     pytest.importorskip("pylsl")
     with pytest.raises(ParameterError, match="timeout must be a number of seconds"):
         eegkit.make_source({"type": "lsl", "params": {"name": "x", "timeout": timeout}})
+
+
+# -- issue #14: headers MNE opens but cannot interpret ----------------------------------------
+def _ch_info_offset(data, name):
+    """Byte offset of the FIF ch_info struct of channel ``name`` (80 bytes before its name)."""
+    at = data.find(name.encode().ljust(16, b"\0"))
+    assert at > 80
+    return at - 80
+
+
+@pytest.mark.parametrize("what, offset", [("kind", 8), ("coil_type", 20)])
+def test_fif_with_corrupt_channel_kind_or_coil_type_is_a_source_error(tmp_path, fif, what, offset):
+    import struct
+
+    data = bytearray(fif.read_bytes())
+    at = _ch_info_offset(data, mne.io.read_raw(fif, verbose="error").ch_names[0]) + offset
+    data[at:at + 4] = struct.pack(">i", 2049)  # was KeyError: 2049 from MNE
+    path = write(tmp_path, f"bad_{what}_raw.fif", bytes(data))
+    with pytest.raises(SourceError, match=rf"bad_{what}_raw\.fif has a header MNE cannot interpret"):
+        FileSource(path)
+
+
+def test_bdf_with_a_nul_in_a_label_is_a_source_error(tmp_path):
+    data = bytearray(BDF.read_bytes())
+    data[256 + 8] = 0  # "sine 5Hz\0": numpy drops the trailing NUL, so MNE cannot pick it
+    path = write(tmp_path, "nul.bdf", bytes(data))
+    with pytest.raises(SourceError, match=r"nul\.bdf"):
+        FileSource(path)

@@ -358,3 +358,53 @@ def test_cli_rejects_unknown_stage_before_starting_a_cluster(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'nope'" in err and "bp, bands" in err
     assert not (tmp_path / "o").exists()
+
+
+# -- issue #14: --out, manifests and the scheduler fail before any task, in one line --------
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_file", "read_only"])
+def test_unusable_out_fails_before_any_task(tmp_path, capsys, where):
+    doc = tmp_path / "p.json"
+    make_pipeline().to_json(doc)
+    f = write_fif(tmp_path / "r_raw.fif", 2, 250.0, 1.0, 0)
+    (tmp_path / "file").write_text("")
+    out = {"under_a_file": tmp_path / "file" / "o", "is_a_file": tmp_path / "file",
+           "read_only": tmp_path / "ro" / "o"}[where]
+    if where == "read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        (tmp_path / "ro").mkdir(mode=0o555)
+    code = cli_main(["batch", str(doc), str(f), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(out) in err and ("cannot be written" in err or "is not a folder" in err)
+    assert not list(tmp_path.glob("**/meta.json"))  # no task ran
+
+
+def test_manifest_that_is_not_utf8_is_a_one_line_error(tmp_path, capsys):
+    doc = tmp_path / "p.json"
+    make_pipeline().to_json(doc)
+    write_fif(tmp_path / "r_raw.fif", 2, 250.0, 1.0, 0)
+    manifest = tmp_path / "list.txt"
+    manifest.write_bytes(b"r_raw.fif\n\xff\xfeoops.fif\n")
+    code = cli_main(["batch", str(doc), str(manifest), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"manifest {manifest} is not UTF-8 text (byte 10" in err
+
+
+def test_unreachable_scheduler_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import socket
+
+    doc = tmp_path / "p.json"
+    make_pipeline().to_json(doc)
+    f = write_fif(tmp_path / "r_raw.fif", 2, 250.0, 1.0, 0)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("EEGKIT_SCHEDULER_TIMEOUT", "2s")
+    code = cli_main(["batch", str(doc), str(f), "--out", str(tmp_path / "o"), "-q",
+                     "--scheduler", f"tcp://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    assert f"cannot reach the Dask scheduler at 'tcp://127.0.0.1:{port}' within 2s" in err
