@@ -334,6 +334,80 @@ def test_pipeline_json_text(edits, special, manager, workdir):
     assert p.stages
 
 
+# -- duplicate keys, reserved names, huge numbers (issue #14) ---------------------------
+# numbers written as JSON text, beyond what json.dumps can produce from Python values
+HUGE_TEXT = ["1e400", "-1e400", "1e308", "4e-400", "1" + "0" * 400, "1e12", "1e300", "3000",
+             "10000", "-0.0", "1E+999"]
+RESERVED = ["type", "input", "params", "id", "self", "overwrite", "isolation", "source", "path",
+            "format", "__class__", "sinks"]
+
+
+def to_text(value, dup=None):
+    """JSON text of ``value``; ``dup`` = (object path, key, raw JSON text) adds that key
+    again to the object at that path (a duplicate when the key is already there)."""
+    def emit(v, path):
+        if isinstance(v, dict):
+            items = [f"{json.dumps(k)}: {emit(x, path + (k,))}" for k, x in v.items()]
+            if dup is not None and dup[0] == path:
+                items.append(f"{json.dumps(dup[1])}: {dup[2]}")
+            return "{" + ", ".join(items) + "}"
+        if isinstance(v, list):
+            return "[" + ", ".join(emit(x, path + (i,)) for i, x in enumerate(v)) + "]"
+        return json.dumps(v)
+    return emit(value, ())
+
+
+objects = [p for p in paths(BASE_PIPELINE) if isinstance(get(BASE_PIPELINE, p), dict)]
+numbers = [p for p in paths(BASE_PIPELINE) if isinstance(get(BASE_PIPELINE, p), (int, float))
+           and not isinstance(get(BASE_PIPELINE, p), bool)]
+
+
+@FUZZ
+@given(where=st.sampled_from(objects), key=st.one_of(st.sampled_from(RESERVED), st.text(max_size=6)),
+       raw=st.one_of(st.sampled_from(HUGE_TEXT), json_values.map(json.dumps)),
+       number=st.one_of(st.none(), st.tuples(st.sampled_from(numbers), st.sampled_from(HUGE_TEXT))),
+       existing=st.booleans(), add=st.booleans())
+def test_duplicate_keys_reserved_names_and_huge_numbers(where, key, raw, number, existing, add,
+                                                        manager, workdir):
+    doc = copy.deepcopy(BASE_PIPELINE)
+    target = get(doc, where)
+    if existing and target:
+        key = sorted(target)[0]  # the same key twice
+    marker = 7.123456789e-7
+    if number is not None:  # a number written as text no Python float can hold
+        get(doc, number[0][:-1])[number[0][-1]] = marker
+    text = to_text(doc, (where, key, raw) if add or number is None else None)
+    if number is not None:
+        text = text.replace(json.dumps(marker), number[1], 1)
+    with Guard(workdir):
+        try:
+            loaded, _ = eegkit.runtime._document.load(text)
+        except EegkitError as exc:
+            assert str(exc).startswith("pipeline JSON: invalid JSON"), str(exc)
+            count("pipeline json, dup/reserved/huge: invalid JSON")
+            return
+    assert not (add and existing and target)  # a repeated key never loads
+    count("pipeline json, dup/reserved/huge: " + load_document(loaded, manager, workdir))
+
+
+@pytest.mark.parametrize("sink, params", [
+    ("lsl", {"name": "x", "type": "EEG"}), ("lsl", {"name": "x", "input": "bp"}),
+    ("record", {"path": "r.bdf", "type": "bdf"}), ("npz", {"path": "r.npz", "params": {}}),
+    ("record", {"path": "r.bdf", "physical_range": 1e308}),
+    ("record", {"path": "r.bdf", "overwrite": "yes"}),
+])
+def test_sink_params_with_reserved_names(sink, params, manager, workdir):
+    """Sink parameters named like add_sink's own arguments used to raise TypeError."""
+    if sink == "lsl":
+        pytest.importorskip("pylsl")
+    doc = copy.deepcopy(BASE_PIPELINE)
+    doc["sinks"] = [{"type": sink, "input": "bp", "params": params}]
+    outcome = load_document(doc, manager, workdir)
+    count("pipeline json, reserved sink params: " + outcome)
+    if params.get("type") == "EEG":
+        assert outcome == "loaded"
+
+
 # -- plugin manifests -----------------------------------------------------------------
 def toml_value(v):
     """A value as TOML (inline tables and arrays; keys always quoted)."""
