@@ -130,3 +130,51 @@ def test_json_never_names_code():
     d = doc()
     d["stages"][0]["type"] = "os.system"
     assert "unknown stage type 'os.system'" in err(d)
+
+
+# -- issue #14: duplicate keys, numbers JSON cannot hold, bounds ------------------------------
+@pytest.mark.parametrize("text, words", [
+    ('{"eegkit_pipeline": 1, "stages": [], "sinks": [{"type": "npz", "input": "source", '
+     '"params": {"path": "a.npz"}}], "sinks": []}', "key 'sinks' appears twice"),
+    ('{"eegkit_pipeline": 1, "stages": [{"id": "a", "type": "filters.highpass", '
+     '"params": {"cutoff": 1.0, "cutoff": 2.0}}]}', "key 'cutoff' appears twice"),
+    ('{"eegkit_pipeline": 1, "stages": [], "name": 1e400}', "number 1e400 is out of range"),
+    ('{"eegkit_pipeline": 1, "stages": [], "name": -1E+999}', r"number -1E\+999 is out of range"),
+])
+def test_duplicate_keys_and_numbers_beyond_float_are_refused(tmp_path, text, words):
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    with pytest.raises(PipelineError, match=f"p.json: invalid JSON: {words}"):
+        eegkit.Pipeline.from_json(path)
+
+
+def test_stage_and_sink_counts_are_bounded():
+    from eegkit.runtime._document import MAX_SINKS, MAX_STAGES
+
+    d = doc()
+    d["stages"] = [{"id": f"s{i}", "type": "filters.highpass"} for i in range(MAX_STAGES + 1)]
+    assert "257 stages; a pipeline holds at most 256" in err(d)
+    d = doc()
+    d["sinks"] = [{"type": "npz", "input": "bp", "params": {"path": f"{i}.npz"}}
+                  for i in range(MAX_SINKS + 1)]
+    assert "65 sinks; a pipeline holds at most 64" in err(d)
+
+
+@pytest.mark.parametrize("timeout", [1e300, 3600.5, 0])
+def test_isolation_timeout_is_bounded(timeout):
+    d = doc()
+    d["stages"][0].update(isolation="process", isolation_timeout=timeout)
+    assert "at most 3600" in err(d)
+    with pytest.raises(ParameterError, match="at most 3600"):
+        build().add("filters.highpass", isolation="process", isolation_timeout=timeout)
+
+
+def test_sink_params_named_like_add_sink_arguments(tmp_path):
+    pytest.importorskip("pylsl")
+    d = doc()
+    d["sinks"] = [{"type": "lsl", "input": "car", "params": {"name": "car", "type": "Filtered"}}]
+    p = eegkit.Pipeline.from_dict(d)  # was TypeError: multiple values for argument 'type'
+    assert p.sink_specs == d["sinks"]
+    q = build()
+    q.add_sink("lsl", "car", params={"name": "car", "type": "Filtered"})
+    assert q.to_dict()["sinks"] == d["sinks"]
