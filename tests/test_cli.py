@@ -195,7 +195,7 @@ def one_line_error(res, code, *words):
     assert res.returncode == code, res.stderr
     assert "Traceback" not in res.stderr
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith("eegkit run: error: ") or last.startswith("usage") or "error:" in last
+    assert "error: " in last, last
     for w in words:
         assert w in last, last
 
@@ -216,7 +216,7 @@ def test_exit_1_when_a_stage_is_disabled(tmp_path):
     path = doc(tmp_path, stages=[{"id": "bad", "type": "faults.raise_process", "params": {"at": 1}}])
     env = dict(os.environ, EEGKIT_PLUGINS_PATH=FAULTS)
     res = subprocess.run([sys.executable, "-m", "eegkit", "run", path, "--duration", "2", "-q"],
-                         capture_output=True, text=True, env=env, timeout=240)
+                         capture_output=True, text=True, env=env, timeout=240, check=False)
     assert res.returncode == 1, res.stderr
     assert "stage 'bad' (faults.raise_process) disabled" in res.stderr
 
@@ -299,7 +299,7 @@ def test_disk_full_is_one_line_naming_the_file(tmp_path):
 
     res = subprocess.run([sys.executable, "-m", "eegkit", "run", path, "--duration", "60", "-q"],
                          capture_output=True, text=True, env=os.environ.copy(), timeout=240,
-                         preexec_fn=small_disk)
+                         preexec_fn=small_disk, check=False)
     one_line_error(res, 3, "RecordSink: cannot write", "full.bdf", "File too large")
     back = mne.io.read_raw(out, verbose="error")  # what was flushed is still readable
     assert back.n_times % 250 == 0 and back.n_times >= 250

@@ -372,7 +372,7 @@ def test_duplicate_keys_reserved_names_and_huge_numbers(where, key, raw, number,
     doc = copy.deepcopy(BASE_PIPELINE)
     target = get(doc, where)
     if existing and target:
-        key = sorted(target)[0]  # the same key twice
+        key = min(target)  # the same key twice
     marker = 7.123456789e-7
     if number is not None:  # a number written as text no Python float can hold
         get(doc, number[0][:-1])[number[0][-1]] = marker

@@ -134,10 +134,10 @@ def test_json_never_names_code():
 
 # -- issue #14: duplicate keys, numbers JSON cannot hold, bounds ------------------------------
 @pytest.mark.parametrize("text, words", [
-    ('{"eegkit_pipeline": 1, "stages": [], "sinks": [{"type": "npz", "input": "source", '
-     '"params": {"path": "a.npz"}}], "sinks": []}', "key 'sinks' appears twice"),
-    ('{"eegkit_pipeline": 1, "stages": [{"id": "a", "type": "filters.highpass", '
-     '"params": {"cutoff": 1.0, "cutoff": 2.0}}]}', "key 'cutoff' appears twice"),
+    (('{"eegkit_pipeline": 1, "stages": [], "sinks": [{"type": "npz", "input": "source", '
+      '"params": {"path": "a.npz"}}], "sinks": []}'), "key 'sinks' appears twice"),
+    (('{"eegkit_pipeline": 1, "stages": [{"id": "a", "type": "filters.highpass", '
+      '"params": {"cutoff": 1.0, "cutoff": 2.0}}]}'), "key 'cutoff' appears twice"),
     ('{"eegkit_pipeline": 1, "stages": [], "name": 1e400}', "number 1e400 is out of range"),
     ('{"eegkit_pipeline": 1, "stages": [], "name": -1E+999}', r"number -1E\+999 is out of range"),
 ])
