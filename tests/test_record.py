@@ -353,7 +353,14 @@ def test_recording_killed_in_its_first_second_is_readable(tmp_path):
         back = mne.io.read_raw(out, verbose="error")  # header-only used to fail here
         assert back.n_times == 200
         data = back.get_data()
-        np.testing.assert_allclose(data[:, :written], original[:, :written],
+        # the child may have written a chunk or two more before the signal landed; the
+        # header's count is never ahead of the samples on disk
+        field = out.read_bytes()[88:168]  # no count once the first record is complete
+        counted = int(field.split(b"eegkit_samples=")[1].split()[0]) if b"=" in field else 200
+        assert written <= counted <= 200
+        held = counted  # samples on disk: the original, then zeros
+        while held < 200 and np.allclose(data[:, held], original[:, held], rtol=0, atol=STEP["bdf"]):
+            held += 1
+        np.testing.assert_allclose(data[:, :held], original[:, :held],
                                    atol=STEP["bdf"] / 2 * (1 + 1e-6))
-        np.testing.assert_allclose(data[:, written:], 0.0, atol=STEP["bdf"])
-        assert f"eegkit_samples={written} ".encode() in out.read_bytes()[88:168]
+        np.testing.assert_allclose(data[:, held:], 0.0, atol=STEP["bdf"])
