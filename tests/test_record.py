@@ -236,6 +236,11 @@ def test_existing_file_is_kept_unless_overwrite_is_asked(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["r.bdf"]  # no temporary file left behind
 
 
+def test_overwrite_must_be_a_bool(tmp_path):
+    with pytest.raises(ParameterError, match="overwrite must be true or false, got 'no'"):
+        make_sink("record", {"path": str(tmp_path / "r.bdf"), "overwrite": "no"})
+
+
 def test_suffix_must_agree_with_format(tmp_path):
     with pytest.raises(ParameterError, match=r"format 'bdf' does not match the file name .*notes\.txt"):
         RecordSink(tmp_path / "notes.txt", format="bdf")

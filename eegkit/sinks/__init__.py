@@ -76,7 +76,7 @@ class NpzSink(Sink):
 
     def __init__(self, path, overwrite=False):
         self.path = output_path(path, "NpzSink", (".npz",))
-        self.overwrite = bool(overwrite)
+        self.overwrite = overwrite_flag(overwrite, "NpzSink")
         self._parts = []
 
     def check(self, info):
@@ -127,6 +127,13 @@ def output_path(path, who: str, suffixes: tuple = ()) -> str:
     if suffixes and not text.lower().endswith(suffixes):
         raise ParameterError(f"{who}: path must end in {' or '.join(suffixes)}, got {text!r}")
     return text
+
+
+def overwrite_flag(value, who: str) -> bool:
+    """``overwrite`` checked to be a bool (the string "no" would otherwise be true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{who}: overwrite must be true or false, got {value!r}")
+    return bool(value)
 
 
 def check_target(path: str, who: str, overwrite: bool) -> None:
@@ -181,4 +188,4 @@ def make_sink(type_name: str, params: dict, where: str = "sink") -> Sink:
 
 
 __all__ = ["Sink", "NpzSink", "make_sink", "sink_class", "SINK_TYPES", "output_path", "check_target",
-           "io_error"]
+           "io_error", "overwrite_flag"]

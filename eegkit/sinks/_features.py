@@ -8,7 +8,7 @@ import numpy as np
 
 from .._errors import ParameterError
 from .._optional import require
-from . import Sink, check_target, io_error, output_path
+from . import Sink, check_target, io_error, output_path, overwrite_flag
 
 _ROW_GROUP = 4096  # Parquet rows buffered before a row group is written
 
@@ -39,7 +39,7 @@ class FeatureSink(Sink):
 
     def __init__(self, path, overwrite=False):
         self.path = output_path(path, "FeatureSink")
-        self.overwrite = bool(overwrite)
+        self.overwrite = overwrite_flag(overwrite, "FeatureSink")
         suffix = os.path.splitext(self.path)[1].lower()
         if suffix not in (".csv", ".parquet"):
             raise ParameterError(f"FeatureSink: path must end in .csv or .parquet, got {self.path!r}")

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from .._errors import EegkitIOError, ParameterError
-from . import Sink, check_target, io_error, output_path
+from . import Sink, check_target, io_error, output_path, overwrite_flag
 
 # format -> (digital min, digital max, bytes per sample, default physical range in V)
 _FORMATS = {
@@ -101,7 +101,7 @@ class RecordSink(Sink):
             raise ParameterError(f"RecordSink: format {fmt!r} does not match the file name "
                                  f"{self.path!r}; name it .{fmt}")
         self.format = fmt
-        self.overwrite = bool(overwrite)
+        self.overwrite = overwrite_flag(overwrite, "RecordSink")
         self._tmp = None
         self.physical_range = _range(physical_range)
         self.fsync = bool(fsync)
