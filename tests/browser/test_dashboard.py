@@ -45,10 +45,22 @@ def run_first_cell(page):
     page.wait_for_function(WAIT_KERNEL_IDLE_JS, timeout=120_000)
 
 
+# views off-screen draw nothing (by design): bring the first one that has not drawn yet
+# into view
+SHOW_UNDRAWN_JS = """() => {
+  const card = Array.from(document.querySelectorAll('.eegkit-card')).find((c) => {
+    const view = c.querySelector('.eegkit-view');
+    return view && !(+view.dataset.draws > 0);
+  });
+  if (card) card.scrollIntoView({ block: 'center' });
+}"""
+
+
 def wait_drawn(page, n, timeout=60.0):
-    """The n views' widths once every one has drawn."""
+    """The n views' widths once every one has drawn (each scrolled into view in turn)."""
     deadline = time.monotonic() + timeout
     while True:
+        page.evaluate(SHOW_UNDRAWN_JS)
         cards = page.evaluate(WIDTHS_JS)
         if len(cards) == n and all(c["draws"] > 0 for c in cards):
             return cards
