@@ -204,17 +204,6 @@ def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -
                      parallel=parallel)
 
 
-def compiled_kernel(module_name: str, digest: str, name: str, parallel: bool = False):
-    """The dispatcher :func:`load_stage_code` made for kernel ``name`` of a loaded plugin
-    module (its multi-threaded build with ``parallel``): generated fused calls call it,
-    so a kernel already compiled for a stage is not compiled again inside them."""
-    with _LOCK:
-        cached = _KERNELS.get((module_name, digest, name, _numba.jit_disabled()))
-    if cached is None:
-        raise PluginLoadError(f"kernel '{name}' of module {module_name} ({digest}) is not loaded")
-    return cached[2] if parallel else cached[1]
-
-
 def _kernels(module, digest, name, process, manifest, where) -> tuple:
     """``(compiled, parallel)`` dispatchers of one kernel, made once per module version."""
     key = (module.__name__, digest, name, _numba.jit_disabled())
