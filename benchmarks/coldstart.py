@@ -3,7 +3,8 @@
 * ``python -c pass`` and ``python -c "import eegkit"``: wall time of the whole process;
 * inside one child (which imports nothing else): ``import eegkit``, discovery
   (``PluginManager()``: plugin folders and entry points), building the workload pipeline (``add`` ×4 + ``open``: module import, numba compile or cache
-  load, warm-up), and the first ``push``;
+  load, warm-up, plans), and the first ``push(chunk, copy=False, outputs=[last stage])``
+  as a driver calls it;
 * time to first processed chunk: from the parent starting the child to the child
   having the first chunk's output — interpreter start-up included;
 
@@ -39,7 +40,7 @@ for id, (type, params) in {stages!r}.items():
     p.add(type, id=id, **params)
 p.open(eegkit.StreamInfo({sfreq!r}, {names!r}))
 t_load = time.perf_counter()
-out = p.push(np.zeros(({n_channels}, {chunk})))
+out = p.push(np.zeros(({n_channels}, {chunk})), copy=False, outputs=[list({stages!r})[-1]])
 t_first = time.perf_counter()
 bad = [s["id"] + ": " + str(s["error"]) for s in p.status() if s["status"] != "ok"]
 print(json.dumps({{"import_s": t_import - t0, "discovery_s": t_discover - t_import,

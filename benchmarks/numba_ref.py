@@ -25,14 +25,17 @@ from eegkit import _numba
 
 from . import workloads as wl
 
+TILE = 16  # samples per tile of the biquad kernel
+
 with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
     _jit = numba.njit(nogil=True, cache=True)
     _pjit = numba.njit(nogil=True, cache=True, parallel=True)
 
     @_jit
-    def sos_inplace(x, sos, zt, tile):
-        """Biquad cascade (direct form II transposed) over x, in place. State zt is
-        channel-minor (n_sections, 2, n_channels); samples go through a sample-major
+    def sos_inplace(x, sos, z0, z1, tile):
+        """Biquad cascade (direct form II transposed) over x, in place. The state halves
+        z0, z1 are separate channel-minor (n_sections, n_channels) arrays (one shared
+        array keeps LLVM from vectorising); samples go through a sample-major 16-sample
         tile so the innermost loop runs over channels and vectorises."""
         n_ch, n = x.shape
         n_sec = sos.shape[0]
@@ -51,9 +54,9 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
                     a2 = sos[s, 5]
                     for c in range(n_ch):
                         v = tile[i, c]
-                        y = b0 * v + zt[s, 0, c]
-                        zt[s, 0, c] = b1 * v - a1 * y + zt[s, 1, c]
-                        zt[s, 1, c] = b2 * v - a2 * y
+                        y = b0 * v + z0[s, c]
+                        z0[s, c] = b1 * v - a1 * y + z1[s, c]
+                        z1[s, c] = b2 * v - a2 * y
                         tile[i, c] = y
             for c in range(n_ch):
                 for i in range(m):
@@ -123,14 +126,14 @@ with _numba.cache_dir(_numba.cache_root() / "numba" / "bench"):
         return True
 
     @_jit
-    def fused_chunk(x, buf, sos, zi, tile, ring, count, win, cos_t, sin_t, bins, gain, scale, seg,
+    def fused_chunk(x, buf, sos, z0, z1, tile, ring, count, win, cos_t, sin_t, bins, gain, scale, seg,
                     out):
         """Band-pass + notch (one cascade), CAR and band power of one chunk, in one call."""
         n_ch, n = x.shape
         for c in range(n_ch):
             for t in range(n):
                 buf[c, t] = x[c, t]
-        sos_inplace(buf, sos, zi, tile)
+        sos_inplace(buf, sos, z0, z1, tile)
         size = ring.shape[0]
         first = count[0]
         for t in range(n):
@@ -201,9 +204,11 @@ class NumbaStages:
 
     def __init__(self, n_channels, sfreq, dtype, chunk):
         self.sos_bp, self.sos_notch = wl.design(sfreq)
-        self.zi_bp = np.zeros((self.sos_bp.shape[0], 2, n_channels))
-        self.zi_notch = np.zeros((self.sos_notch.shape[0], 2, n_channels))
-        self.tile = np.empty((64, n_channels))
+        self.zi_bp = (np.zeros((self.sos_bp.shape[0], n_channels)),
+                      np.zeros((self.sos_bp.shape[0], n_channels)))
+        self.zi_notch = (np.zeros((self.sos_notch.shape[0], n_channels)),
+                         np.zeros((self.sos_notch.shape[0], n_channels)))
+        self.tile = np.empty((TILE, n_channels))
         self.buf = np.empty((n_channels, chunk), dtype=dtype)
         self.band = _BandState(n_channels, sfreq)
 
@@ -211,8 +216,8 @@ class NumbaStages:
         """One chunk; returns the band-power vector, or None before the window is full."""
         buf = self.buf
         np.copyto(buf, chunk)
-        sos_inplace(buf, self.sos_bp, self.zi_bp, self.tile)
-        sos_inplace(buf, self.sos_notch, self.zi_notch, self.tile)
+        sos_inplace(buf, self.sos_bp, *self.zi_bp, self.tile)
+        sos_inplace(buf, self.sos_notch, *self.zi_notch, self.tile)
         car_inplace(buf)
         b = self.band
         if band_power(buf, b.ring, b.count, *b.args, b.out):
@@ -232,15 +237,16 @@ class NumbaFused:
     def __init__(self, n_channels, sfreq, dtype, chunk):
         bp, notch = wl.design(sfreq)
         self.sos = np.ascontiguousarray(np.concatenate([bp, notch]))
-        self.zi = np.zeros((self.sos.shape[0], 2, n_channels))
-        self.tile = np.empty((64, n_channels))
+        self.zi = (np.zeros((self.sos.shape[0], n_channels)),
+                   np.zeros((self.sos.shape[0], n_channels)))
+        self.tile = np.empty((TILE, n_channels))
         self.buf = np.empty((n_channels, chunk), dtype=dtype)
         self.band = _BandState(n_channels, sfreq)
 
     def step(self, chunk):
         """One chunk; returns the band-power vector, or None before the window is full."""
         b = self.band
-        if fused_chunk(chunk, self.buf, self.sos, self.zi, self.tile, b.ring, b.count, *b.args, b.out):
+        if fused_chunk(chunk, self.buf, self.sos, *self.zi, self.tile, b.ring, b.count, *b.args, b.out):
             return b.out
         return None
 
@@ -253,9 +259,10 @@ def offline_stages(x, sfreq):
     """Band-pass, notch, CAR over a whole recording: copy, then three in-place passes."""
     bp, notch = wl.design(sfreq)
     out = x.copy()
-    tile = np.empty((64, x.shape[0]))
-    sos_inplace(out, bp, np.zeros((bp.shape[0], 2, x.shape[0])), tile)
-    sos_inplace(out, notch, np.zeros((notch.shape[0], 2, x.shape[0])), tile)
+    tile = np.empty((TILE, x.shape[0]))
+    n = x.shape[0]
+    sos_inplace(out, bp, np.zeros((bp.shape[0], n)), np.zeros((bp.shape[0], n)), tile)
+    sos_inplace(out, notch, np.zeros((notch.shape[0], n)), np.zeros((notch.shape[0], n)), tile)
     car_inplace(out)
     return out
 

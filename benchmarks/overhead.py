@@ -131,8 +131,8 @@ def _hand_kernels(n_channels, sfreq, dtype, chunk):
     """Stage id → the hand-written numba kernel doing that stage's work on a block."""
     ns = numba_ref.NumbaStages(n_channels, sfreq, dtype, chunk)
     b = ns.band
-    return {"bp": lambda w: numba_ref.sos_inplace(w, ns.sos_bp, ns.zi_bp, ns.tile),
-            "notch": lambda w: numba_ref.sos_inplace(w, ns.sos_notch, ns.zi_notch, ns.tile),
+    return {"bp": lambda w: numba_ref.sos_inplace(w, ns.sos_bp, *ns.zi_bp, ns.tile),
+            "notch": lambda w: numba_ref.sos_inplace(w, ns.sos_notch, *ns.zi_notch, ns.tile),
             "car": numba_ref.car_inplace,
             "alpha": lambda w: numba_ref.band_power(w, b.ring, b.count, *b.args, b.out)}
 

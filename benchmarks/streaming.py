@@ -113,7 +113,7 @@ def eegkit_variants() -> list:
 
 
 def make_chunks(data, chunk):
-    """Contiguous chunks cycling through ``data``, as an acquisition would hand them over."""
+    """Contiguous chunks cycling through ``data`` (each turn times a fresh copy of one)."""
     return [np.ascontiguousarray(data[:, i:i + chunk]) for i in range(0, data.shape[1], chunk)]
 
 
@@ -174,7 +174,7 @@ def _turn(impl, chunks, start, stop, times, cpu, bands):
     step, band, n = impl.step, impl.band, len(chunks)
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for k in range(start, stop):
-        x = chunks[k % n]
+        x = chunks[k % n].copy()  # a fresh array per chunk, as an acquisition driver hands over
         c0 = cpu_clock()
         t0 = clock()
         result = step(x)

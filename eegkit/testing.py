@@ -41,11 +41,12 @@ def chunks(x, sizes):
 
 def run_chunks(kernel, x, state, sizes) -> np.ndarray:
     """Call ``kernel(block, *state)`` on chunks of ``x``; concatenate what it produced
-    (the block itself for in-place kernels, else the returned array)."""
+    (the block itself for in-place kernels, else a copy of the returned array, which
+    a kernel may write into a buffer of its state again on the next call)."""
     out = []
     for block in chunks(x, sizes):
         result = kernel(block, *state)
-        out.append(block if result is None else result)
+        out.append(block if result is None else result.copy())
     return np.concatenate(out, axis=1)
 
 

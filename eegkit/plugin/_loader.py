@@ -20,6 +20,10 @@ _LOCK = threading.RLock()
 # module name -> (content digest, module); numba's cache re-imports a module by name,
 # so each plugin file keeps one stable name for the life of the process.
 _MODULES: dict = {}
+# (module name, digest, function) -> (module, compiled, parallel): one dispatcher per
+# kernel per process, shared by every stage and pipeline using it, so a new Pipeline
+# (or a second stage type with the same kernel) neither recompiles nor reloads it
+_KERNELS: dict = {}
 
 
 @runtime_checkable
@@ -195,14 +199,27 @@ def load_stage_code(manifest: Manifest, spec: StageSpec, reload: bool = False) -
     setup = getattr(module, spec.setup, None)
     if setup is not None and not callable(setup):
         raise PluginLoadError(f"{where}: '{spec.setup}' must be a function")
-    if _numba.is_compiled(process):
-        process = process.py_func  # the host decides jit options
-    try:
-        with _LOCK, _numba.cache_dir(cache_dir(manifest, digest)):  # CACHE_DIR is global
-            compiled = _numba.jit(process)
-            parallel = (_numba.jit(process, parallel=True)
-                        if _numba.uses_prange(process) and _numba.is_compiled(compiled) else None)
-    except Exception as exc:
-        raise PluginLoadError(f"{where}: numba rejected '{spec.process}': {exc}") from exc
+    compiled, parallel = _kernels(module, digest, spec.process, process, manifest, where)
     return StageCode(spec=spec, manifest=manifest, setup=setup, process=compiled, digest=digest,
                      parallel=parallel)
+
+
+def _kernels(module, digest, name, process, manifest, where) -> tuple:
+    """``(compiled, parallel)`` dispatchers of one kernel, made once per module version."""
+    key = (module.__name__, digest, name, _numba.jit_disabled())
+    with _LOCK:
+        cached = _KERNELS.get(key)
+        if cached is not None and cached[0] is module:
+            return cached[1:]
+        if _numba.is_compiled(process):
+            process = process.py_func  # the host decides jit options
+        try:
+            with _numba.cache_dir(cache_dir(manifest, digest)):  # CACHE_DIR is global
+                compiled = _numba.jit(process)
+                parallel = (_numba.jit(process, parallel=True)
+                            if _numba.uses_prange(process) and _numba.is_compiled(compiled)
+                            else None)
+        except Exception as exc:
+            raise PluginLoadError(f"{where}: numba rejected '{name}': {exc}") from exc
+        _KERNELS[key] = (module, compiled, parallel)
+        return compiled, parallel

@@ -223,13 +223,26 @@ class Pipeline:
     # -- streaming ---------------------------------------------------------------
     def open(self, info: StreamInfo | None = None) -> None:
         """Start a stream described by ``info`` (default: the source's): configure
-        every stage and reset all state."""
+        every stage and reset all state.
+
+        The plans for every output and for the last stages only (``outputs`` naming
+        the stages no other stage reads) are built and compiled now, so the first
+        :meth:`push` compiles nothing."""
+        with self._lock:
+            self._open(info)
+            self.plan(None)
+            readers = {s.input for s in self._stages.values()}
+            self.plan([id for id in self._stages if id not in readers])
+
+    def _open(self, info) -> None:
+        """:meth:`open` without preparing plans (an offline run plans its own)."""
         with self._lock:
             if info is None:
                 info = self.source.info
             if not isinstance(info, StreamInfo):
                 raise ParameterError(f"open() expects a StreamInfo, got {type(info).__name__}")
             self._info = info
+            self._dtype, self._n_channels = np.dtype(info.dtype), info.n_channels
             infos = {SOURCE_ID: info}
             stages = list(self._stages.values())
             try:
@@ -343,9 +356,10 @@ class Pipeline:
             self.reconfigure()
         info = self._info
         x = chunk
-        if type(x) is not np.ndarray or x.dtype != info.dtype:
-            x = np.asarray(chunk, dtype=info.dtype)
-        if x.ndim != 2 or x.shape[0] != info.n_channels:
+        dtype = self._dtype  # np.dtype: comparing with info.dtype (a str) parses it per chunk
+        if type(x) is not np.ndarray or x.dtype != dtype:
+            x = np.asarray(chunk, dtype=dtype)
+        if x.ndim != 2 or x.shape[0] != self._n_channels:
             raise ParameterError(f"chunk must have shape ({info.n_channels}, n_samples) for this "
                                  f"stream, got {x.shape}")
         plan = self._last_plan
@@ -410,7 +424,7 @@ class Pipeline:
         """
         data, info = _as_array(data, sfreq, ch_names)
         with self._lock:
-            self.open(info)
+            self._open(info)
             wanted = self.stage_ids(outputs)
             n = data.shape[1]
             self._use_parallel(min(block, n) >= PARALLEL_MIN and info.n_channels > 1)

@@ -30,7 +30,8 @@ from ._stage import log
 from ..plugin._loader import module_name
 
 _FUSED: dict = {}
-_FUSED_LOCK = threading.Lock()
+_KERNELS: dict = {}  # fused key -> the dispatchers its generated module calls
+_FUSED_LOCK = threading.RLock()  # reentrant: a generated module asks for finite_check()
 _FINITE = []
 
 
@@ -45,6 +46,15 @@ class Buffer:
         self.flat = np.empty(rows * 256, dtype=self.dtype)
         self.view = self.flat[:0].reshape(rows, 0)
 
+    def take(self, n: int) -> np.ndarray:
+        """The C-contiguous ``(rows, n)`` view, unfilled (a fused call copies into it)."""
+        view = self.view
+        if view.shape[1] != n:
+            if self.rows * n > self.flat.size:
+                self.flat = np.empty(self.rows * n, dtype=self.dtype)
+            view = self.view = self.flat[:self.rows * n].reshape(self.rows, n)
+        return view
+
     def fill(self, src: np.ndarray) -> np.ndarray:
         """Copy ``src`` in and return the filled C-contiguous view."""
         n = src.shape[1]
@@ -53,7 +63,7 @@ class Buffer:
             if self.rows * n > self.flat.size:
                 self.flat = np.empty(self.rows * n, dtype=self.dtype)
             view = self.view = self.flat[:self.rows * n].reshape(self.rows, n)
-        np.copyto(view, src, casting="same_kind")
+        np.copyto(view, src)  # casting="same_kind" is the default; the keyword costs
         return view
 
 
@@ -132,13 +142,17 @@ class Plan:
                 self.steps.append(StageStep(stage, self.slots[stage.input], buf,
                                             self.slots[stage.id], finite if seen else None))
             i += len(group)
+        self.runs = tuple(step.run for step in self.steps)  # bound once, not per chunk
 
     def run(self, x: np.ndarray) -> list:
-        """Outputs by slot: ``[x, out_1, ...]``; None for fused intermediates."""
+        """Outputs by slot: ``[x, out_1, ...]``; None for fused intermediates.
+
+        The list is new per call (a caller may keep it), its arrays are buffers the
+        next call overwrites."""
         outs = [None] * self.n_slots
         outs[0] = x
-        for step in self.steps:
-            step.run(outs)
+        for run in self.runs:
+            run(outs)
         return outs
 
     def describe(self) -> list:
@@ -189,12 +203,16 @@ class FusedStep:
     """A chain of compiled stages run as one compiled call: every stage but the last
     works in place; the last may return a new array."""
 
-    __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite", "at")
+    __slots__ = ("stages", "src", "buf", "slot", "fn", "args", "finite", "at", "head", "last",
+                 "out_rows", "out_dtype")
 
     def __init__(self, stages, src, buf, slot, finite):
         self.stages, self.src, self.buf, self.slot, self.finite = stages, src, buf, slot, finite
-        self.fn = fused_kernel(stages)
-        last = stages[-1]
+        self.fn = fused_kernel(stages, buf is not None)
+        last = self.last = stages[-1]
+        self.head = tuple(stages[:-1])
+        # what a well-formed output of the last stage looks like (checked per chunk)
+        self.out_rows, self.out_dtype = last.out_info.n_channels, np.dtype(stages[0].in_info.dtype)
         self.at = np.zeros(1, dtype=np.int64)  # the kernel running, read when one escapes
         self.args = tuple(a for s in stages for a in s.state) + (last._empty, self.at)
         for s in stages:
@@ -203,15 +221,18 @@ class FusedStep:
         info = stages[0].in_info
         copies = tuple(np.array(a, copy=True) if isinstance(a, np.ndarray) else a
                        for a in self.args)
-        self.fn(np.zeros((info.n_channels, 8), dtype=info.dtype), *copies)
+        block = np.zeros((info.n_channels, 8), dtype=info.dtype)
+        self.fn(block, block.copy() if buf is not None else block, *copies)
 
     def run(self, outs):
-        x = outs[self.src]
-        if self.buf is not None:
-            x = self.buf.fill(x)
-        t0 = time.perf_counter_ns()
+        src = outs[self.src]
+        buf = self.buf
+        # the input copy, the kernels and the NaN/inf check of the output: one compiled call
+        x = src if buf is None else buf.take(src.shape[1])
+        clock = time.perf_counter_ns
+        t0 = clock()
         try:
-            failed, out = self.fn(x, *self.args)
+            failed, out, finite = self.fn(src, x, *self.args)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - e.g. sys.exit() in a kernel's objmode block
@@ -224,21 +245,26 @@ class FusedStep:
                 raise cause from None
             outs[self.slot] = self._escaped(cause, x)
             return
-        elapsed = time.perf_counter_ns() - t0
-        last = self.stages[-1]
+        elapsed = clock() - t0
+        last = self.last
         if failed >= 0:
             out = self._fail(failed, x)
+            finite = last.status != "ok" or self.finite(out)
         else:
-            if out is not x:
+            if out is not x and not self._well_formed(out, x):
                 try:
                     out = last._check_output(out, x)
                 except Exception as exc:  # noqa: BLE001 - wrong shape: the stage's fault
                     last.disable(exc, "process")
                     out = x if last.keeps_length else last._empty
-            for s in self.stages[:-1]:
-                s.count(x.shape[1], x.shape[1], None)
-            last.count(x.shape[1], out.shape[1], elapsed)
-        if last.status == "ok" and not self.finite(out):
+                finite = last.status != "ok" or self.finite(out)  # the block passed on
+            n = x.shape[1]
+            for s in self.head:  # Stage.count inlined: this runs every chunk
+                s.calls += 1
+                s.samples_in += n
+                s.samples_out += n
+            last.count(n, out.shape[1], elapsed)
+        if not finite:
             last.saw_nonfinite(out)
         outs[self.slot] = out
 
@@ -257,6 +283,12 @@ class FusedStep:
                         None)
         culprit.disable(exc, "process")
         return x if last.keeps_length else last._empty
+
+    def _well_formed(self, out, x) -> bool:
+        """The common case of ``Stage._check_output`` passing, decided cheaply."""
+        return (type(out) is np.ndarray and out.ndim == 2 and out.shape[0] == self.out_rows
+                and out.dtype == self.out_dtype and out.flags.c_contiguous
+                and (not self.last.keeps_length or out.shape[1] == x.shape[1]))
 
     def _fail(self, index, x):
         """Stage ``index`` raised (or returned an array): run it again guarded on a copy
@@ -281,23 +313,30 @@ class FusedStep:
         return f"fused[{', '.join(s.id for s in self.stages)}] ({copy})"
 
 
-def fused_kernel(stages):
+def fused_kernel(stages, copy=False):
     """A compiled function calling the kernels of ``stages`` in order on one array.
 
-    Returns ``(-1, output)`` on success, or ``(index, placeholder)`` where ``index``
-    is the kernel that raised or, in place, returned an array (which would be lost).
+    Called as ``fn(src, x, *state, empty, at)`` (``at[0]``: the kernel running): with ``copy``, ``src`` is first copied
+    into ``x`` (a buffer of the same shape), else both are the block worked on.
+    Returns ``(-1, output, finite)`` on success (``finite``: no NaN or inf in the
+    output), or ``(index, placeholder, True)`` where ``index`` is the kernel that
+    raised or, in place, returned an array (which would be lost).
     The function is generated as a small module in eegkit's cache folder, named by
     the content digests of the plugin files, so numba caches it on disk and a
-    changed plugin never reuses stale machine code.
+    changed plugin never reuses stale machine code. It calls the stages' own
+    dispatchers, so no kernel is compiled twice.
     """
     parts = [(module_name(s.code.manifest.name, s.code.spec.module), s.code.spec.process,
               s.code.digest, s.kernel is not None, len(s.state)) for s in stages]
+    parts.append(bool(copy))  # the input copy is done inside
     parts.append(stages[-1].in_place)  # in place: the chain's output is x itself
     parts.append("at")  # generated code version: it records the running kernel in ``at``
     key = hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
     with _FUSED_LOCK:
         fn = _FUSED.get(key)
         if fn is None:
+            # the stages' own dispatchers (compiled once; linked into the fused call)
+            _KERNELS[key] = tuple(s.kernel or s.code.process for s in stages)
             fn = _FUSED[key] = _load_fused(key, parts)
         return fn
 
@@ -305,12 +344,14 @@ def fused_kernel(stages):
 def _load_fused(key, parts):
     """Write (once) and import the generated module of one fused chain."""
     lines = ["# generated by eegkit: one compiled call for a chain of in-place kernels",
-             "import sys", "", "from eegkit._numba import jit", ""]
-    *kernels, last_in_place, _version = parts
+             "from eegkit._numba import jit",
+             "from eegkit.runtime._plan import _KERNELS, finite_check", "",
+             "finite = finite_check()"]
+    *kernels, copy, last_in_place, _version = parts
     params, body = [], []
     for i, (module, function, digest, parallel, n) in enumerate(kernels):
-        lines.append(f"k{i} = jit(getattr(sys.modules[{module!r}].{function}, 'py_func', "
-                     f"sys.modules[{module!r}].{function}), parallel={parallel})  # {digest}")
+        # the stage's own dispatcher: compiled (or loaded) once, linked in here
+        lines.append(f"k{i} = _KERNELS[{key!r}][{i}]  # {module}.{function} {digest}")
         args = [f"s{i}_{j}" for j in range(n)]
         params += args
         call = f"k{i}(x{''.join(', ' + a for a in args)})"
@@ -320,10 +361,13 @@ def _load_fused(key, parts):
             body.append(f"        i = {i}\n        at[0] = {i}\n        if {call} is not None:\n"
                         f"            raise ValueError()")
     result = "x" if last_in_place else "out"
-    lines += ["", "", f"def fused(x{''.join(', ' + p for p in params)}, empty, at):",
-              "    # returns (-1, output), or (index of the kernel that failed, a placeholder)",
-              "    i = 0", "    try:", *body, "    except Exception:", "        return i, empty",
-              f"    return -1, {result}", "", "", "fused = jit(fused)", ""]
+    copy_body = (["    for c in range(src.shape[0]):", "        for t in range(src.shape[1]):",
+                  "            x[c, t] = src[c, t]"] if copy else [])
+    lines += ["", "", f"def fused(src, x{''.join(', ' + p for p in params)}, empty, at):",
+              "    # returns (-1, output, finite), or (index of the kernel that failed, a "
+              "placeholder, True)", *copy_body,
+              "    i = 0", "    try:", *body, "    except Exception:", "        return i, empty, True",
+              f"    return -1, {result}, finite({result})", "", "", "fused = jit(fused)", ""]
     folder = _numba.cache_root() / "fused"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"fused_{key}.py"

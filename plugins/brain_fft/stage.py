@@ -12,10 +12,12 @@ numba has no FFT, so the kernel evaluates the DFT of the wanted bins directly, w
 cos/sin tables made in ``setup``: ``O(window * n_bins)`` per channel and window, and
 plain loops (no BLAS) so the result does not depend on how samples were chunked.
 
-Output blocks: when a chunk completes ``n`` windows, the kernel returns a freshly
-allocated ``(n_rows, n)`` array (one allocation per chunk that completes a window,
-none otherwise), never a view of its state, so outputs stay valid after later chunks.
-A chunk that completes no window returns a ``(n_rows, 0)`` array.
+Output blocks: when a chunk completes ``n`` windows, the kernel returns an
+``(n_rows, n)`` array written into an output buffer made in ``setup`` (room for
+``OUT_WINDOWS`` windows; a block completing more gets a new array), so streaming
+allocates nothing per chunk. Like every stage output, it is valid until the next
+call: the pipeline copies what it keeps. A chunk that completes no window returns
+a ``(n_rows, 0)`` array.
 """
 
 import numpy as np
@@ -24,6 +26,7 @@ from scipy import signal
 from eegkit import ParameterError, jit
 
 BAND_NAMES = ("delta", "theta", "alpha", "beta", "gamma")
+OUT_WINDOWS = 4  # windows per call the preallocated output holds (streaming: chunk <= 4 steps)
 
 
 def setup_spectrum(info, window=256, step=32, fmin=0.0, fmax=0.0):
@@ -133,7 +136,7 @@ def setup_band_power(info, window=256, step=32, bands=(1.0, 4.0, 8.0, 13.0, 30.0
 
 
 def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
-                    acc, psd, starts, stops, scale, empty):
+                    acc, psd, starts, stops, scale, outbuf, empty):
     """Feed ``x`` into the ring buffers; return one column per window completed.
 
     Row ``c * n_groups + g`` of the output is ``scale * sum(psd[starts[g]:stops[g]])``
@@ -161,12 +164,15 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
         Groups of consecutive entries of ``psd`` summed into one output row each.
     scale : float
         Factor applied to every sum (1 for a spectrum, the bin width for band powers).
+    outbuf : ndarray, shape (n_rows * OUT_WINDOWS,)
+        Output buffer (output dtype): the returned block is a view of it when it fits.
     empty : ndarray, shape (n_rows, 0)
         Returned when no window completes; its dtype is the output dtype.
 
     Returns
     -------
     ndarray, shape (n_channels * n_groups, n_windows)
+        Valid until the next call (a view of ``outbuf`` when it fits).
     """
     n_channels, n_samples = x.shape
     n_window = ring.shape[0]
@@ -180,7 +186,13 @@ def process_windows(x, ring, count, step, win, cos_table, sin_table, bins, gain,
         k_first = 0 if first <= n_window - 1 else (first - (n_window - 1) + step - 1) // step
         k_last = (last - (n_window - 1)) // step
     n_out = k_last - k_first + 1
-    out = empty if n_out <= 0 else np.empty((empty.shape[0], n_out), empty.dtype)
+    n_rows = empty.shape[0]
+    if n_out <= 0:
+        out = empty
+    elif n_rows * n_out <= outbuf.shape[0]:
+        out = outbuf[:n_rows * n_out].reshape((n_rows, n_out))
+    else:  # a long offline block: more windows than the buffer holds
+        out = np.empty((n_rows, n_out), empty.dtype)
     end = n_window - 1 + k_first * step  # global index of the next window's last sample
     t = 0
     j = 0
@@ -223,16 +235,18 @@ def _window_psd(ring, start, win, cos_table, sin_table, bins, gain, acc, psd):
             re[c] = 0.0
             im[c] = 0.0
         m = 0  # (k * i) mod n, kept exact by stepping instead of multiplying
+        j = head
         for i in range(n):
-            row = ring[_wrap(head + i, n)]
             w = win[i]
             cm = cos_table[m]
             sm = sin_table[m]
+            # ring[j, c] indexed directly: a row view per sample measured 1.7x slower
             for c in range(n_channels):
-                v = w * row[c]
+                v = w * ring[j, c]
                 re[c] += v * cm
                 im[c] += v * sm
             m = _wrap(m + k, n)
+            j = _wrap(j + 1, n)
         for c in range(n_channels):
             psd[c, b] = (re[c] * re[c] + im[c] * im[c]) * gain[b]
 
@@ -256,7 +270,7 @@ def _state(info, window, step, bins, starts, stops, scale):
     return (np.zeros((window, info.n_channels)), np.zeros(1, dtype=np.int64), int(step), win,
             np.cos(phase), np.sin(phase), bins.astype(np.int64), gain,
             np.zeros((2, info.n_channels)), np.zeros((info.n_channels, bins.size)), starts, stops,
-            float(scale),
+            float(scale), np.zeros(n_rows * OUT_WINDOWS, dtype=info.dtype),
             np.zeros((n_rows, 0), dtype=info.dtype))
 
 

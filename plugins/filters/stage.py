@@ -11,7 +11,7 @@ from scipy import signal
 
 from eegkit import ParameterError, jit, prange
 
-TILE = 64    # samples per tile of the kernel's scratch buffer
+TILE = 16    # samples per tile of the kernel's scratch buffer (16 measured >= 64)
 GROUP = 16   # channels per group (the unit a multi-threaded build hands to a core)
 SPLIT_SAMPLES = 1024  # blocks this long are split into channel groups
 
@@ -31,7 +31,7 @@ def setup_bandpass(info, low=1.0, high=40.0, order=4):
     Returns
     -------
     tuple
-        ``(sos, zi)`` handed to :func:`process_sos`.
+        ``(sos, z0, z1, tile)`` handed to :func:`process_sos`.
     """
     stage = "filters.bandpass"
     _check_input(info, stage)
@@ -82,7 +82,7 @@ def setup_notch(info, freq=50.0, q=30.0, harmonics=1):
     Returns
     -------
     tuple
-        ``(sos, zi)``: one ``iirnotch`` section per notch, in increasing frequency.
+        ``(sos, z0, z1, tile)``: one ``iirnotch`` section per notch, in increasing frequency.
     """
     stage = "filters.notch"
     _check_input(info, stage)
@@ -102,19 +102,21 @@ def setup_notch(info, freq=50.0, q=30.0, harmonics=1):
     return _state(np.concatenate(sections, axis=0), info)
 
 
-def process_sos(x, sos, zi, tile):
-    """Filter ``x`` in place through the biquad cascade ``sos``, updating ``zi``.
+def process_sos(x, sos, z0, z1, tile):
+    """Filter ``x`` in place through the biquad cascade ``sos``, updating ``z0`` and ``z1``.
 
     Direct form II transposed, the recursion of ``scipy.signal.sosfilt``. Each sample
     runs through every section in float64 before it is stored, so a float32 block is
-    rounded once per sample, and the state ``zi`` (float64) carries full precision
-    from one chunk to the next.
+    rounded once per sample, and the state (float64) carries full precision from one
+    chunk to the next.
 
     Samples are taken in tiles copied to a sample-major scratch buffer, so the
     innermost loop runs over channels: their recursions are independent, so it
     vectorises instead of waiting on one channel's chain. Each channel still sees
-    exactly scipy's operations in scipy's order (bit-identical in float64). Channel
-    groups are independent, so a multi-threaded build spreads them over the cores.
+    exactly scipy's operations in scipy's order (bit-identical in float64). The two
+    state halves are separate arrays: kept in one array they measured 1.5-2.5x
+    slower (the loop over channels no longer vectorised). Channel groups are
+    independent, so a multi-threaded build spreads them over the cores.
 
     Parameters
     ----------
@@ -122,24 +124,24 @@ def process_sos(x, sos, zi, tile):
         Block, filtered in place (float64 or float32).
     sos : ndarray, shape (n_sections, 6)
         Second-order sections ``[b0, b1, b2, 1, a1, a2]``.
-    zi : ndarray, shape (n_sections, 2, n_channels)
-        Filter state (float64), updated in place; ``zi.transpose(0, 2, 1)`` is the
-        ``zi`` of ``sosfilt``.
+    z0, z1 : ndarray, shape (n_sections, n_channels)
+        Filter state (float64), updated in place; ``np.stack([z0, z1], axis=2)`` is
+        the ``zi`` of ``sosfilt``.
     tile : ndarray, shape (TILE, n_channels)
         Scratch: one tile of samples, sample-major.
     """
     n_channels, n_samples = x.shape
     n_groups = (n_channels + GROUP - 1) // GROUP
     if n_groups == 1 or n_samples < SPLIT_SAMPLES:
-        _cascade(x, sos, zi, tile)  # streaming chunks: one group, tightest loops
+        _cascade(x, sos, z0, z1, tile)  # streaming chunks: one group, tightest loops
         return
     for g in prange(n_groups):  # long offline blocks: channel groups over the cores
         lo = g * GROUP
-        _cascade_rows(x, sos, zi, tile.shape[0], lo, min(n_channels, lo + GROUP))
+        _cascade_rows(x, sos, z0, z1, tile.shape[0], lo, min(n_channels, lo + GROUP))
 
 
 @jit
-def _cascade(x, sos, zi, tile):
+def _cascade(x, sos, z0, z1, tile):
     """The cascade over every channel (see :func:`process_sos`).
 
     ``_cascade_rows`` over all rows gives the same numbers, but this one allocates
@@ -162,9 +164,9 @@ def _cascade(x, sos, zi, tile):
                 a2 = sos[s, 5]
                 for c in range(n_channels):
                     v = tile[i, c]
-                    y = b0 * v + zi[s, 0, c]
-                    zi[s, 0, c] = b1 * v - a1 * y + zi[s, 1, c]
-                    zi[s, 1, c] = b2 * v - a2 * y
+                    y = b0 * v + z0[s, c]
+                    z0[s, c] = b1 * v - a1 * y + z1[s, c]
+                    z1[s, c] = b2 * v - a2 * y
                     tile[i, c] = y
         for c in range(n_channels):
             for i in range(m):
@@ -172,7 +174,7 @@ def _cascade(x, sos, zi, tile):
 
 
 @jit
-def _cascade_rows(x, sos, zi, n_tile, lo, hi):
+def _cascade_rows(x, sos, z0, z1, n_tile, lo, hi):
     """The cascade over channels ``lo:hi`` only, on scratch of its own: threads sharing
     cache lines of one scratch buffer would slow each other down. (The same loops as
     ``_cascade``; calling ``_cascade`` on row views instead measured 35 % slower.)"""
@@ -180,11 +182,12 @@ def _cascade_rows(x, sos, zi, n_tile, lo, hi):
     n_sections = sos.shape[0]
     width = hi - lo
     tile = np.empty((n_tile, width))
-    z = np.empty((n_sections, 2, width))
+    a = np.empty((n_sections, width))
+    b = np.empty((n_sections, width))
     for s in range(n_sections):
         for c in range(width):
-            z[s, 0, c] = zi[s, 0, lo + c]
-            z[s, 1, c] = zi[s, 1, lo + c]
+            a[s, c] = z0[s, lo + c]
+            b[s, c] = z1[s, lo + c]
     for t0 in range(0, n_samples, n_tile):
         m = min(n_tile, n_samples - t0)
         for c in range(width):
@@ -199,17 +202,17 @@ def _cascade_rows(x, sos, zi, n_tile, lo, hi):
                 a2 = sos[s, 5]
                 for c in range(width):
                     v = tile[i, c]
-                    y = b0 * v + z[s, 0, c]
-                    z[s, 0, c] = b1 * v - a1 * y + z[s, 1, c]
-                    z[s, 1, c] = b2 * v - a2 * y
+                    y = b0 * v + a[s, c]
+                    a[s, c] = b1 * v - a1 * y + b[s, c]
+                    b[s, c] = b2 * v - a2 * y
                     tile[i, c] = y
         for c in range(width):
             for i in range(m):
                 x[lo + c, t0 + i] = tile[i, c]
     for s in range(n_sections):
         for c in range(width):
-            zi[s, 0, lo + c] = z[s, 0, c]
-            zi[s, 1, lo + c] = z[s, 1, c]
+            z0[s, lo + c] = a[s, c]
+            z1[s, lo + c] = b[s, c]
 
 
 def _state(sos, info):
@@ -218,7 +221,7 @@ def _state(sos, info):
     # sosfilt requires a0 == 1; tf2sos/butter give it, but divide anyway so any design works
     sos = np.ascontiguousarray(sos / sos[:, 3:4])
     n = info.n_channels
-    return sos, np.zeros((sos.shape[0], 2, n)), np.zeros((TILE, n))
+    return sos, np.zeros((sos.shape[0], n)), np.zeros((sos.shape[0], n)), np.zeros((TILE, n))
 
 
 def _check_input(info, stage):

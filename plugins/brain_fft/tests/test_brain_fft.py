@@ -147,10 +147,9 @@ def test_no_window_yet_gives_empty_block(stage):
     assert first.shape == (out_info.n_channels, 0)
     second = stage.kernel(np.ascontiguousarray(x[:, 255:256]), *state)
     assert second.shape == (out_info.n_channels, 1)
-    # a fresh array per chunk: earlier outputs are not overwritten by later chunks
-    kept = second.copy()
-    stage.kernel(np.ascontiguousarray(x[:, 256:288]), *state)
-    np.testing.assert_array_equal(second, kept)
+    # outputs go to a buffer made in setup (valid until the next call): no allocation
+    third = stage.kernel(np.ascontiguousarray(x[:, 256:288]), *state)
+    assert third.shape == (out_info.n_channels, 1) and np.shares_memory(third, second)
 
 
 @pytest.mark.parametrize("setup, params, message", [

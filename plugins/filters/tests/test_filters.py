@@ -43,6 +43,11 @@ def eeg(n_channels=8, seconds=3.0, seed=0, dtype=np.float64):
     return np.ascontiguousarray(x, dtype=dtype)
 
 
+def scipy_zi(z0, z1):
+    """The kernel's two state halves as ``sosfilt``'s ``zi`` (n_sections, n_channels, 2)."""
+    return np.stack([z0, z1], axis=2)
+
+
 def design(stage, name, n_channels=8, dtype="float64"):
     setup, params = DESIGNS[name]
     return getattr(stage, setup)(info(n_channels, dtype), **params)
@@ -50,64 +55,66 @@ def design(stage, name, n_channels=8, dtype="float64"):
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_whole_array_matches_sosfilt(stage, name):
-    sos, zi, *work = design(stage, name)
+    sos, z0, z1, *work = design(stage, name)
     x = eeg()
-    ref, ref_zf = signal.sosfilt(sos, x, zi=zi.transpose(0, 2, 1).copy())
+    ref, ref_zf = signal.sosfilt(sos, x, zi=scipy_zi(z0, z1))
     y = x.copy()
-    assert stage.kernel(y, sos, zi, *work) is None
+    assert stage.kernel(y, sos, z0, z1, *work) is None
     scale = np.abs(ref).max()
     np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10 * scale)
-    np.testing.assert_allclose(zi.transpose(0, 2, 1), ref_zf, rtol=1e-10, atol=1e-10 * scale)
+    np.testing.assert_allclose(scipy_zi(z0, z1), ref_zf, rtol=1e-10, atol=1e-10 * scale)
 
 
 @pytest.mark.parametrize("sizes", CHUNKS, ids=str)
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_chunked_equals_whole(stage, name, sizes):
     x = eeg(seed=1)
-    sos, zi_whole, *work = design(stage, name)
+    sos, *state_whole = design(stage, name)
     whole = x.copy()
-    stage.kernel(whole, sos, zi_whole, *work)
-    _, zi, *work = design(stage, name)
-    chunked = run_chunks(stage.kernel, x, (sos, zi, *work), sizes)
+    stage.kernel(whole, sos, *state_whole)
+    _, *state = design(stage, name)
+    chunked = run_chunks(stage.kernel, x, (sos, *state), sizes)
     # same recursion on the same samples: bit-identical, state included
     np.testing.assert_array_equal(chunked, whole)
-    np.testing.assert_array_equal(zi, zi_whole)
+    np.testing.assert_array_equal(state[0], state_whole[0])
+    np.testing.assert_array_equal(state[1], state_whole[1])
 
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_float32_within_one_rounding_of_scipy(stage, name):
     """float32 blocks: float64 state and arithmetic, one rounding per output sample."""
     x = eeg(seed=2, dtype=np.float32)
-    sos, zi, *work = design(stage, name, dtype="float32")
-    ref, _ = signal.sosfilt(sos, x.astype(np.float64), zi=zi.transpose(0, 2, 1).copy())
+    sos, z0, z1, *work = design(stage, name, dtype="float32")
+    ref, _ = signal.sosfilt(sos, x.astype(np.float64), zi=scipy_zi(z0, z1))
     y = x.copy()
-    stage.kernel(y, sos, zi, *work)
+    stage.kernel(y, sos, z0, z1, *work)
     assert y.dtype == np.float32
     # a float32 rounding is at most half an ulp: 2**-24 relative
     scale = np.abs(ref).max()
     np.testing.assert_allclose(y, ref, rtol=2.0**-24, atol=1e-12 * scale)
-    _, zi, *work = design(stage, name, dtype="float32")
-    chunked = run_chunks(stage.kernel, x, (sos, zi, *work), [7, 1, 32, 3])
+    _, *state = design(stage, name, dtype="float32")
+    chunked = run_chunks(stage.kernel, x, (sos, *state), [7, 1, 32, 3])
     np.testing.assert_array_equal(chunked, y)
 
 
 def test_designs_are_butterworth_and_notches(stage):
-    sos, zi, *work = stage.setup_bandpass(info(4), low=2.0, high=30.0, order=3)
+    sos, z0, z1, *work = stage.setup_bandpass(info(4), low=2.0, high=30.0, order=3)
     np.testing.assert_allclose(sos, signal.butter(3, [2.0, 30.0], "bandpass", fs=SFREQ, output="sos"))
-    assert zi.shape == (3, 2, 4) and zi.dtype == np.float64 and not zi.any()
+    for z in (z0, z1):
+        assert z.shape == (3, 4) and z.dtype == np.float64 and not z.any()
     # 50 Hz harmonics below Nyquist (125 Hz) are 50 and 100: the third one is left out
-    sos, zi, *work = stage.setup_notch(info(2), freq=50.0, q=25.0, harmonics=3)
+    sos, z0, z1, *work = stage.setup_notch(info(2), freq=50.0, q=25.0, harmonics=3)
     expected = [signal.tf2sos(*signal.iirnotch(f, 25.0, fs=SFREQ)) for f in (50.0, 100.0)]
     np.testing.assert_allclose(sos, np.concatenate(expected))
-    assert zi.shape == (2, 2, 2)
+    assert z0.shape == z1.shape == (2, 2)
 
 
 def test_notch_removes_line_noise(stage):
     t = np.arange(int(8 * SFREQ)) / SFREQ
     x = np.vstack([np.sin(2 * np.pi * 50.0 * t), np.sin(2 * np.pi * 100.0 * t),
                    np.sin(2 * np.pi * 10.0 * t)])
-    sos, zi, *work = stage.setup_notch(info(3), freq=50.0, q=30.0, harmonics=2)
-    stage.kernel(x, sos, zi, *work)
+    sos, *state = stage.setup_notch(info(3), freq=50.0, q=30.0, harmonics=2)
+    stage.kernel(x, sos, *state)
     tail = x[:, -int(2 * SFREQ):]  # after the notches have settled
     assert np.abs(tail[0]).max() < 1e-3 and np.abs(tail[1]).max() < 1e-3
     assert np.abs(tail[2]).max() > 0.99
@@ -142,9 +149,9 @@ def test_plain_python_when_jit_disabled(monkeypatch):
     kernel = jit(module.process_sos)
     assert not is_compiled(kernel)
     x = eeg(n_channels=2, seconds=0.4)
-    sos, zi, *work = module.setup_bandpass(info(2), low=1.0, high=40.0)
-    ref, _ = signal.sosfilt(sos, x, zi=zi.transpose(0, 2, 1).copy())
-    chunked = run_chunks(kernel, x, (sos, zi, *work), [7, 1, 32])
+    sos, z0, z1, *work = module.setup_bandpass(info(2), low=1.0, high=40.0)
+    ref, _ = signal.sosfilt(sos, x, zi=scipy_zi(z0, z1))
+    chunked = run_chunks(kernel, x, (sos, z0, z1, *work), [7, 1, 32])
     np.testing.assert_allclose(chunked, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
 
 
@@ -205,11 +212,11 @@ def test_long_blocks_split_into_channel_groups_match_sosfilt(stage):
     # more channels than one group and a block past SPLIT_SAMPLES: the grouped path
     n_channels = 2 * stage.GROUP + 3
     x = eeg(n_channels=n_channels, seconds=2 * stage.SPLIT_SAMPLES / SFREQ)
-    sos, zi, *work = design(stage, "bandpass", n_channels=n_channels)
-    ref, ref_zf = signal.sosfilt(sos, x, zi=zi.transpose(0, 2, 1).copy())
+    sos, z0, z1, *work = design(stage, "bandpass", n_channels=n_channels)
+    ref, ref_zf = signal.sosfilt(sos, x, zi=scipy_zi(z0, z1))
     y = x.copy()
-    stage.kernel(y, sos, zi, *work)
+    stage.kernel(y, sos, z0, z1, *work)
     assert np.array_equal(y, ref)
-    assert np.array_equal(zi.transpose(0, 2, 1), ref_zf)
-    _, zi, *work = design(stage, "bandpass", n_channels=n_channels)
-    assert np.array_equal(run_chunks(stage.kernel, x, (sos, zi, *work), 32), ref)
+    assert np.array_equal(scipy_zi(z0, z1), ref_zf)
+    _, *state = design(stage, "bandpass", n_channels=n_channels)
+    assert np.array_equal(run_chunks(stage.kernel, x, (sos, *state), 32), ref)
