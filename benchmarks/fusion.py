@@ -85,22 +85,40 @@ def run(k, data):
     return row
 
 
+NAMES = ["eegkit fused", "eegkit unfused", "numba per-stage", "numba fused"]
+
+
+def scaling(ks=(1, 2, 4, 8)) -> dict:
+    """µs per chunk and ratios for each K (flat dict, for the benchmark report)."""
+    data = np.random.default_rng(0).standard_normal((N_CH, ROUNDS * PER_ROUND * CHUNK)) * 20e-6
+    out = {}
+    for k in ks:
+        r = run(int(k), data)
+        out[f"K={k} eegkit fused us"] = r["eegkit fused"]
+        out[f"K={k} unfused us"] = r["eegkit unfused"]
+        out[f"K={k} hand per-stage us"] = r["numba per-stage"]
+        out[f"K={k} hand-fused us"] = r["numba fused"]
+        out[f"K={k} fused/unfused"] = round(r["eegkit fused"] / r["eegkit unfused"], 2)
+        out[f"K={k} fused/hand-fused"] = round(r["eegkit fused"] / r["numba fused"], 2)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ks", default="1,2,4,8")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "fusion.json"))
     args = ap.parse_args(argv)
-    data = np.random.default_rng(0).standard_normal((N_CH, ROUNDS * PER_ROUND * CHUNK)) * 20e-6
-    rows = [run(int(k), data) for k in args.ks.split(",")]
-    names = ["eegkit fused", "eegkit unfused", "numba per-stage", "numba fused"]
+    ks = [int(k) for k in args.ks.split(",")]
+    r = scaling(ks)
     print(f"K chained band-passes, {N_CH} ch × {CHUNK} samples float64, µs per chunk (median)")
-    print(f"{'K':>3s} " + " ".join(f"{n:>16s}" for n in names) + "   fused/unfused  fused/hand-fused")
-    for r in rows:
-        print(f"{r['k']:>3d} " + " ".join(f"{r[n]:>16.2f}" for n in names)
-              + f"   {r['eegkit fused'] / r['eegkit unfused']:>13.2f}"
-              + f"  {r['eegkit fused'] / r['numba fused']:>16.2f}")
+    print(f"{'K':>3s} " + " ".join(f"{n:>16s}" for n in NAMES) + "   fused/unfused  fused/hand-fused")
+    for k in ks:
+        cells = [r[f"K={k} eegkit fused us"], r[f"K={k} unfused us"], r[f"K={k} hand per-stage us"],
+                 r[f"K={k} hand-fused us"]]
+        print(f"{k:>3d} " + " ".join(f"{v:>16.2f}" for v in cells)
+              + f"   {r[f'K={k} fused/unfused']:>13.2f}  {r[f'K={k} fused/hand-fused']:>16.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps(r, indent=2) + "\n")
     return 0
 
 

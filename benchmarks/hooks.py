@@ -1,6 +1,8 @@
-"""Measurements of other parts of eegkit: widget frames, isolation, hot reload, batch.
+"""Measurements of other parts of eegkit: widget frames, isolation, hot reload, batch,
+LSL end-to-end latency, fusion of K chained stages.
 
-Each lives in its own module here (``widget``, ``isolation``, ``reload``, ``batch``) and
+Each lives in its own module here (``widget``, ``isolation``, ``reload``, ``batch``,
+``lsl_latency``, ``fusion``) and
 returns a JSON-able dict. Each runs in its own child process (with a time limit), so a
 measurement that starts workers, sockets or threads cannot disturb the rest of the
 benchmark, and this process never imports what it measures.
@@ -24,6 +26,8 @@ HOOKS = {
     "isolation overhead": ("benchmarks.isolation", "overhead"),
     "hot-reload latency": ("benchmarks.reload", "latency"),
     "batch throughput": ("benchmarks.batch", "throughput"),
+    "LSL end-to-end latency (quickstart chain, loopback)": ("benchmarks.lsl_latency", "latency"),
+    "fusion of K chained band-passes": ("benchmarks.fusion", "scaling"),
 }
 
 CHILD = r"""
@@ -43,7 +47,10 @@ def arguments(quick: bool, n_channels: int) -> dict:
             "isolation overhead": {"n_channels": n_channels, "chunk": 32},
             "hot-reload latency": {"n_channels": n_channels, "sfreq": 1000.0, "chunk": 32,
                                    "repeats": 1 if quick else 3},
-            "batch throughput": {"n_channels": n_channels, "sfreq": 1000.0}}
+            "batch throughput": {"n_channels": n_channels, "sfreq": 1000.0},
+            "LSL end-to-end latency (quickstart chain, loopback)": {
+                "chunk": 32, "seconds": 5.0 if quick else 20.0},
+            "fusion of K chained band-passes": {"ks": [1, 2, 4] if quick else [1, 2, 4, 8]}}
 
 
 def run(quick=False, n_channels=64, timeout=None, hooks=None) -> dict:

@@ -146,7 +146,7 @@ def run(config) -> dict:
         log("cold start: fresh processes ...")
         results["coldstart"] = coldstart.run(config["repeats"], n_ch)
     if "hooks" in config["sections"]:
-        log("hooks: widget, isolation, reload, batch ...")
+        log("hooks: widget, isolation, reload, batch, LSL latency, fusion ...")
         results["hooks"] = hooks.run(config["quick"], n_ch)
     results["machine"] = machine_info(load_start, _load())
     results["elapsed_s"] = time.perf_counter() - started
