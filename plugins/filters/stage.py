@@ -64,6 +64,35 @@ def setup_lowpass(info, cutoff=40.0, order=4):
     return _state(sos, info)
 
 
+def setup_sos(info, sos=(1.0, 0.0, 0.0, 1.0, 0.0, 0.0)):
+    """Any filter given as second-order sections (scipy's ``sos`` array, flattened).
+
+    Parameters
+    ----------
+    info : StreamInfo
+        Input stream (a time series).
+    sos : list of float
+        ``sos.ravel()`` of a ``(n_sections, 6)`` array as ``scipy.signal`` designs make
+        it (``butter``, ``cheby1``, ``ellip``, ``iirfilter``, ... with ``output="sos"``);
+        each section is normalised to ``a0 = 1``. Default: pass-through.
+
+    Returns
+    -------
+    tuple
+        ``(sos, z0, z1, tile)`` handed to :func:`process_sos`.
+    """
+    stage = "filters.sos"
+    _check_input(info, stage)
+    flat = np.asarray(sos, dtype=np.float64).ravel()
+    if flat.size == 0 or flat.size % 6:
+        raise ParameterError(f"{stage}: 'sos' must hold 6 numbers per section (b0, b1, b2, "
+                             f"a0, a1, a2), got {flat.size}")
+    sections = flat.reshape(-1, 6)
+    if not np.all(np.isfinite(sections)) or np.any(sections[:, 3] == 0):
+        raise ParameterError(f"{stage}: 'sos' must be finite with a0 != 0 in every section")
+    return _state(sections, info)
+
+
 def setup_notch(info, freq=50.0, q=30.0, harmonics=1):
     """Notch (band-stop) at ``freq`` and its first ``harmonics`` multiples below Nyquist.
 

@@ -20,6 +20,8 @@ DESIGNS = {
     "highpass": ("setup_highpass", {"cutoff": 0.5, "order": 2}),
     "lowpass": ("setup_lowpass", {"cutoff": 30.0, "order": 6}),
     "notch": ("setup_notch", {"freq": 50.0, "q": 30.0, "harmonics": 3}),
+    # explicit coefficients: a 5th-order elliptic low-pass (not a design of this plugin)
+    "sos": ("setup_sos", {"sos": list(signal.ellip(5, 0.5, 40, 35.0, fs=SFREQ, output="sos").ravel())}),
 }
 
 
@@ -130,6 +132,8 @@ def test_notch_removes_line_noise(stage):
     ("setup_lowpass", {"cutoff": -3.0}, "filters.lowpass: 'cutoff' must be > 0 Hz, got -3.0"),
     ("setup_notch", {"freq": 200.0}, "filters.notch: 'freq' = 200.0 Hz must be below Nyquist"),
     ("setup_notch", {"q": 0.0}, "filters.notch: 'q' must be > 0, got 0.0"),
+    ("setup_sos", {"sos": [1.0, 0.5, 0.0, 1.0]}, "filters.sos: 'sos' must hold 6 numbers per section"),
+    ("setup_sos", {"sos": [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]}, "a0 != 0 in every section"),
 ])
 def test_bad_parameters_name_the_culprit(stage, setup, params, message):
     with pytest.raises(ParameterError) as err:
